@@ -137,10 +137,7 @@ impl Backlog {
         };
         line(head, &mut out);
         for r in &rows {
-            line(
-                [&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]],
-                &mut out,
-            );
+            line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]], &mut out);
         }
         let waiting = self.waiting().count();
         let _ = writeln!(
@@ -150,7 +147,11 @@ impl Backlog {
             human_bytes(self.pending_bytes),
             plural(waiting, "file"),
             self.pending_bytes,
-            if self.is_drained() { "drained" } else { "not drained" }
+            if self.is_drained() {
+                "drained"
+            } else {
+                "not drained"
+            }
         );
         out
     }
@@ -356,7 +357,10 @@ fn open_files(procs: &ProcScan) -> Vec<OpenFile> {
     };
     for p in rd.flatten() {
         let name = p.file_name();
-        if !name.to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())) {
+        if !name
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
             continue;
         }
         let comm = fs::read_to_string(p.path().join("comm")).unwrap_or_default();

@@ -104,7 +104,11 @@ impl Progress<'_> {
 /// Waits for the registry to show every tracked file shipped (see [`Outcome`]).
 ///
 /// `stop` ends the wait early; `progress` is called at `progress_interval`.
-pub async fn drain<S, P>(opts: &DrainOptions, stop: S, mut progress: P) -> Result<Outcome, RegistryError>
+pub async fn drain<S, P>(
+    opts: &DrainOptions,
+    stop: S,
+    mut progress: P,
+) -> Result<Outcome, RegistryError>
 where
     S: Future<Output = ()>,
     P: FnMut(&Progress<'_>),

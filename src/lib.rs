@@ -6,9 +6,15 @@
 //! - [`backlog`] matches its entries to files and says what is left to ship;
 //! - [`drain`] waits until nothing is left.
 
+pub mod agent;
 pub mod backlog;
+pub mod config;
 pub mod drain;
 pub mod duration;
 pub mod exit;
+pub mod imds;
+pub mod lifecycle;
 pub mod logging;
+pub mod message;
 pub mod registry;
+pub mod sdnotify;

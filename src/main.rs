@@ -29,7 +29,13 @@ filebeat's registry alone."
 )]
 struct Cli {
     /// Log format: `text` for journalctl, `json` for log pipelines.
-    #[arg(long, global = true, value_enum, env = "DRAINHOOK_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "DRAINHOOK_LOG_FORMAT",
+        default_value = "text"
+    )]
     log_format: LogFormat,
 
     #[command(subcommand)]
@@ -38,7 +44,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    //AGENT_VARIANT
+    /// Run the lifecycle agent: listen for this instance's termination, hold it, drain, complete.
+    #[command(after_long_help = drainhook::agent::AGENT_HELP)]
+    Agent(Box<drainhook::config::AgentArgs>),
     /// Wait until filebeat has shipped every tracked file to its end.
     #[command(after_help = EXIT_CODES)]
     Drain(DrainArgs),
@@ -142,7 +150,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             };
             runtime()?.block_on(run_drain(opts))
         }
-        //AGENT_ARM
+        Command::Agent(args) => {
+            let cfg = args.resolve().map_err(|e| e.to_string())?;
+            runtime()?.block_on(drainhook::agent::run(cfg))
+        }
     }
 }
 

@@ -76,17 +76,25 @@ mod tests {
         let s = br#"[{"source":"/var/log/apache2/access.log","offset":6,"timestamp":"2018-07-27T10:22:51.512147311Z","ttl":-1,"type":"log","meta":null,"FileStateOS":{"inode":22352675,"device":51713}},{"source":"/gone","offset":1,"ttl":0,"FileStateOS":{"inode":1,"device":1}}]"#;
         let e = parse(Path::new("r"), s).unwrap();
         assert_eq!(e.len(), 1);
-        assert_eq!(e[0].source, Some(PathBuf::from("/var/log/apache2/access.log")));
+        assert_eq!(
+            e[0].source,
+            Some(PathBuf::from("/var/log/apache2/access.log"))
+        );
     }
 
     #[test]
     fn malformed_array_names_file_and_line() {
-        let err = parse(Path::new("/x/registry"), b"[{\"source\":\"a\",\n\"offset\":}]")
-            .unwrap_err()
-            .to_string();
+        let err = parse(
+            Path::new("/x/registry"),
+            b"[{\"source\":\"a\",\n\"offset\":}]",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("/x/registry"), "{err}");
         assert!(err.contains("line 2"), "{err}");
-        let err = parse(Path::new("/x/registry"), b"").unwrap_err().to_string();
+        let err = parse(Path::new("/x/registry"), b"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("empty"), "{err}");
     }
 }

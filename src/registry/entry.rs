@@ -175,7 +175,10 @@ mod tests {
         assert_eq!(e.offset, 4);
         assert_eq!(e.inode, Some(18375024));
         assert_eq!(e.device, Some(2051));
-        assert_eq!(e.source.as_deref(), Some(std::path::Path::new("/tmp/filebeat/2.log")));
+        assert_eq!(
+            e.source.as_deref(),
+            Some(std::path::Path::new("/tmp/filebeat/2.log"))
+        );
         assert_eq!(e.identity, Identity::Native);
     }
 
@@ -185,7 +188,10 @@ mod tests {
             "filestream::my-log-file::native::1040242-66305",
             r#"{"ttl":1800000000000,"updated":[507500968,1701686520],"cursor":{"offset":914},"meta":{"source":"/tmp/bar.log","identifier_name":"native"}}"#,
         );
-        assert_eq!((e.inode, e.device, e.offset), (Some(1040242), Some(66305), 914));
+        assert_eq!(
+            (e.inode, e.device, e.offset),
+            (Some(1040242), Some(66305), 914)
+        );
         assert_eq!(e.ttl, 1_800_000_000_000);
     }
 
@@ -217,6 +223,9 @@ mod tests {
             "filestream::in::inode_marker::5551-mark",
             r#"{"cursor":{"offset":1},"meta":{"source":"/x","identifier_name":"inode_marker"}}"#,
         );
-        assert_eq!((e.identity, e.inode, e.device), (Identity::InodeMarker, Some(5551), None));
+        assert_eq!(
+            (e.identity, e.inode, e.device),
+            (Identity::InodeMarker, Some(5551), None)
+        );
     }
 }

@@ -49,7 +49,10 @@ pub(super) fn list_checkpoints(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Regist
         let e = e.map_err(io_err(dir))?;
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(id) = name.strip_suffix(".json").and_then(|n| n.parse::<u64>().ok()) {
+        if let Some(id) = name
+            .strip_suffix(".json")
+            .and_then(|n| n.parse::<u64>().ok())
+        {
             out.push((id, e.path()));
         }
     }
@@ -207,7 +210,11 @@ impl Memlog {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // No log yet (or none since the checkpoint): the checkpoint is the state.
-                return Ok(if self.pos == 0 { Step::Done } else { Step::Reload });
+                return Ok(if self.pos == 0 {
+                    Step::Done
+                } else {
+                    Step::Reload
+                });
             }
             Err(e) => return Err(io_err(&self.log_path)(e)),
         };

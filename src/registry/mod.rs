@@ -92,7 +92,11 @@ impl fmt::Display for RegistryError {
                 path.display()
             ),
             RegistryError::Malformed { path, at, reason } => {
-                write!(f, "malformed registry file {} at {at}: {reason}", path.display())
+                write!(
+                    f,
+                    "malformed registry file {} at {at}: {reason}",
+                    path.display()
+                )
             }
             RegistryError::Unstable { path, attempts } => write!(
                 f,

@@ -1,0 +1,323 @@
+//! The agent's configuration: `/etc/drainhook/drainhook.toml`, `DRAINHOOK_*` variables and
+//! flags, in rising precedence (flags win). Unknown keys in the file are an error.
+
+use crate::duration;
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const DEFAULT_CONFIG: &str = "/etc/drainhook/drainhook.toml";
+
+/// What to complete the lifecycle action with when the drain times out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTimeout {
+    /// CONTINUE: terminate now (the default; the instance goes either way).
+    Continue,
+    /// ABANDON: skip the remaining hooks; with `TerminateHookAbandon = retain` the
+    /// instance stays in `Terminating:Retained` for a human.
+    Abandon,
+}
+
+impl OnTimeout {
+    pub const fn result(self) -> &'static str {
+        match self {
+            OnTimeout::Continue => "CONTINUE",
+            OnTimeout::Abandon => "ABANDON",
+        }
+    }
+}
+
+/// `drainhook agent` flags. Each may also be set in the config file (same name, with `_`)
+/// or in a `DRAINHOOK_*` variable.
+#[derive(Debug, Args, Default)]
+pub struct AgentArgs {
+    /// Config file (TOML). A missing default file is fine; a missing named file is an error.
+    #[arg(long, env = "DRAINHOOK_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// SQS queue URL the lifecycle hook notifies (required).
+    #[arg(long, env = "DRAINHOOK_QUEUE_URL")]
+    pub queue_url: Option<String>,
+
+    /// Queue that malformed or unknown messages are moved to (send, then delete). Without it
+    /// they stay in the queue until its retention ends.
+    #[arg(long, env = "DRAINHOOK_DEAD_LETTER_QUEUE_URL")]
+    pub dead_letter_queue_url: Option<String>,
+
+    /// filebeat's data dir or registry path [default: /var/lib/filebeat].
+    #[arg(long, env = "DRAINHOOK_REGISTRY")]
+    pub registry: Option<PathBuf>,
+
+    /// This instance's id [default: from IMDSv2].
+    #[arg(long, env = "DRAINHOOK_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
+    /// AWS region [default: the SDK's chain: AWS_REGION, profile, IMDS].
+    #[arg(long, env = "DRAINHOOK_REGION")]
+    pub region: Option<String>,
+
+    /// Never hold an instance longer than this [default: 1h].
+    #[arg(long, env = "DRAINHOOK_MAX_HOLD", value_parser = duration::arg)]
+    pub max_hold: Option<Duration>,
+
+    /// Give up draining after this long [default: what is left of --max-hold].
+    #[arg(long, env = "DRAINHOOK_DRAIN_TIMEOUT", value_parser = duration::arg)]
+    pub drain_timeout: Option<Duration>,
+
+    /// How long "everything shipped" must hold [default: 11s].
+    #[arg(long, env = "DRAINHOOK_SETTLE", value_parser = duration::arg)]
+    pub settle: Option<Duration>,
+
+    /// Heartbeat period [default: the hook's HeartbeatTimeout / 2].
+    #[arg(long, env = "DRAINHOOK_HEARTBEAT_INTERVAL", value_parser = duration::arg)]
+    pub heartbeat_interval: Option<Duration>,
+
+    /// Lifecycle result when the drain times out [default: continue].
+    #[arg(long, env = "DRAINHOOK_ON_TIMEOUT", value_enum)]
+    pub on_timeout: Option<OnTimeout>,
+
+    /// Command run (by `sh -c`) before draining, e.g. to stop the application so the logs
+    /// stop growing. Repeatable; run in order.
+    #[arg(long = "pre-drain", value_name = "CMD")]
+    pub pre_drain: Vec<String>,
+
+    /// Bound on each pre-drain command [default: 2m].
+    #[arg(long, env = "DRAINHOOK_PRE_DRAIN_TIMEOUT", value_parser = duration::arg)]
+    pub pre_drain_timeout: Option<Duration>,
+
+    /// How long a received message stays invisible per extension, so that a crashed
+    /// agent's message comes back soon [default: 30s].
+    #[arg(long, env = "DRAINHOOK_VISIBILITY_TIMEOUT", value_parser = duration::arg)]
+    pub visibility_timeout: Option<Duration>,
+
+    /// Pause after a batch that held only other instances' messages [default: 2s].
+    #[arg(long, env = "DRAINHOOK_IDLE_PAUSE", value_parser = duration::arg)]
+    pub idle_pause: Option<Duration>,
+
+    /// Name of the filebeat process, whose open files are searched [default: filebeat].
+    #[arg(long, env = "DRAINHOOK_FILEBEAT_PROCESS")]
+    pub filebeat_process: Option<String>,
+}
+
+/// The config file. Every key is optional; unknown keys are rejected.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// SQS queue URL the lifecycle hook notifies.
+    pub queue_url: Option<String>,
+    /// Queue for malformed or unknown messages.
+    pub dead_letter_queue_url: Option<String>,
+    /// filebeat's data dir or registry path.
+    pub registry: Option<PathBuf>,
+    /// This instance's id (normally from IMDS).
+    pub instance_id: Option<String>,
+    /// AWS region (normally from the SDK's chain).
+    pub region: Option<String>,
+    /// Longest hold, e.g. "1h".
+    pub max_hold: Option<String>,
+    /// Drain timeout, e.g. "50m".
+    pub drain_timeout: Option<String>,
+    /// Settle period, e.g. "11s".
+    pub settle: Option<String>,
+    /// Heartbeat period, e.g. "5m".
+    pub heartbeat_interval: Option<String>,
+    /// "continue" or "abandon".
+    pub on_timeout: Option<OnTimeout>,
+    /// Commands run before the drain.
+    pub pre_drain: Option<Vec<String>>,
+    /// Bound on each pre-drain command.
+    pub pre_drain_timeout: Option<String>,
+    /// Visibility extension, e.g. "30s".
+    pub visibility_timeout: Option<String>,
+    /// Pause after a batch of foreign messages.
+    pub idle_pause: Option<String>,
+    /// Name of the filebeat process.
+    pub filebeat_process: Option<String>,
+}
+
+/// The resolved configuration the agent runs with.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub queue_url: String,
+    pub dead_letter_queue_url: Option<String>,
+    pub registry: PathBuf,
+    pub instance_id: Option<String>,
+    pub region: Option<String>,
+    pub max_hold: Duration,
+    pub drain_timeout: Option<Duration>,
+    pub settle: Duration,
+    pub heartbeat_interval: Option<Duration>,
+    pub on_timeout: OnTimeout,
+    pub pre_drain: Vec<String>,
+    pub pre_drain_timeout: Duration,
+    pub visibility_timeout: Duration,
+    pub idle_pause: Duration,
+    pub filebeat_process: String,
+}
+
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn file_duration(key: &str, v: Option<String>) -> Result<Option<Duration>, ConfigError> {
+    v.map(|s| duration::parse(&s).map_err(|e| ConfigError(format!("config key {key}: {e}"))))
+        .transpose()
+}
+
+impl AgentArgs {
+    /// Merges flags/env over the config file over the defaults.
+    pub fn resolve(self) -> Result<AgentConfig, ConfigError> {
+        let path = self
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+        let file: FileConfig = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text)
+                .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.config.is_none() => {
+                FileConfig::default()
+            }
+            Err(e) => {
+                return Err(ConfigError(format!(
+                    "cannot read config file {}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        let queue_url = self.queue_url.or(file.queue_url).ok_or_else(|| {
+            ConfigError(format!(
+                "no queue: set --queue-url, DRAINHOOK_QUEUE_URL or queue_url in {}",
+                path.display()
+            ))
+        })?;
+        let max_hold = self
+            .max_hold
+            .or(file_duration("max_hold", file.max_hold)?)
+            .unwrap_or(Duration::from_secs(3600));
+        let visibility_timeout = self
+            .visibility_timeout
+            .or(file_duration(
+                "visibility_timeout",
+                file.visibility_timeout,
+            )?)
+            .unwrap_or(Duration::from_secs(30));
+        if !(Duration::from_secs(2)..=Duration::from_secs(12 * 3600)).contains(&visibility_timeout)
+        {
+            return Err(ConfigError(
+                "visibility_timeout must be between 2s and 12h".into(),
+            ));
+        }
+        Ok(AgentConfig {
+            queue_url,
+            dead_letter_queue_url: self.dead_letter_queue_url.or(file.dead_letter_queue_url),
+            registry: self
+                .registry
+                .or(file.registry)
+                .unwrap_or_else(|| PathBuf::from(crate::registry::DEFAULT_DATA_DIR)),
+            instance_id: self.instance_id.or(file.instance_id),
+            region: self.region.or(file.region),
+            max_hold,
+            drain_timeout: self
+                .drain_timeout
+                .or(file_duration("drain_timeout", file.drain_timeout)?),
+            settle: self
+                .settle
+                .or(file_duration("settle", file.settle)?)
+                .unwrap_or(crate::drain::DEFAULT_SETTLE),
+            heartbeat_interval: self.heartbeat_interval.or(file_duration(
+                "heartbeat_interval",
+                file.heartbeat_interval,
+            )?),
+            on_timeout: self
+                .on_timeout
+                .or(file.on_timeout)
+                .unwrap_or(OnTimeout::Continue),
+            pre_drain: if self.pre_drain.is_empty() {
+                file.pre_drain.unwrap_or_default()
+            } else {
+                self.pre_drain
+            },
+            pre_drain_timeout: self
+                .pre_drain_timeout
+                .or(file_duration("pre_drain_timeout", file.pre_drain_timeout)?)
+                .unwrap_or(Duration::from_secs(120)),
+            visibility_timeout,
+            idle_pause: self
+                .idle_pause
+                .or(file_duration("idle_pause", file.idle_pause)?)
+                .unwrap_or(Duration::from_secs(2)),
+            filebeat_process: self
+                .filebeat_process
+                .or(file.filebeat_process)
+                .unwrap_or_else(|| "filebeat".into()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_file(text: &str, args: AgentArgs) -> Result<AgentConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("drainhook.toml");
+        std::fs::write(&p, text).unwrap();
+        AgentArgs {
+            config: Some(p),
+            ..args
+        }
+        .resolve()
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let cfg = with_file(
+            "queue_url = \"https://q/file\"\nmax_hold = \"30m\"\nsettle = \"5s\"\non_timeout = \"abandon\"\npre_drain = [\"systemctl stop app\"]\n",
+            AgentArgs {
+                queue_url: Some("https://q/flag".into()),
+                settle: Some(Duration::from_secs(2)),
+                ..AgentArgs::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(cfg.queue_url, "https://q/flag");
+        assert_eq!(cfg.settle, Duration::from_secs(2));
+        assert_eq!(cfg.max_hold, Duration::from_secs(1800));
+        assert_eq!(cfg.on_timeout, OnTimeout::Abandon);
+        assert_eq!(cfg.pre_drain, vec!["systemctl stop app".to_string()]);
+        assert_eq!(cfg.visibility_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected_with_the_file_named() {
+        let e = with_file(
+            "queue_url = \"x\"\nqueue_ur = \"y\"\n",
+            AgentArgs::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("drainhook.toml") && e.contains("queue_ur"),
+            "{e}"
+        );
+        let e = with_file(
+            "queue_url = \"x\"\nmax_hold = \"soon\"\n",
+            AgentArgs::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("max_hold"), "{e}");
+        let e = with_file("", AgentArgs::default()).unwrap_err().to_string();
+        assert!(e.contains("--queue-url"), "{e}");
+    }
+}

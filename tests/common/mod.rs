@@ -1,0 +1,135 @@
+//! Shared helpers for the integration tests: the filebeat simulator and the binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn sim_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sim/filebeat_sim.py")
+}
+
+pub fn drainhook() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_drainhook"));
+    c.env_remove("RUST_LOG");
+    c
+}
+
+/// The simulator shipping files; killed when dropped.
+pub struct Sim {
+    pub child: Child,
+    pub ack_log: PathBuf,
+}
+
+impl Sim {
+    pub fn ship(data_dir: &Path, args: &[&str], globs: &[&Path]) -> Sim {
+        let ack_log = data_dir.with_extension("acks");
+        let mut c = Command::new("python3");
+        c.arg(sim_script())
+            .arg("ship")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--ack-log")
+            .arg(&ack_log)
+            .args(args)
+            .args(globs)
+            .stdin(Stdio::null());
+        let child = c.spawn().expect("python3 runs the filebeat simulator");
+        Sim { child, ack_log }
+    }
+
+    /// Wall-clock time (seconds since the epoch) of the simulator's last registry write.
+    pub fn last_ack(&self) -> f64 {
+        std::fs::read_to_string(&self.ack_log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.parse::<f64>().ok())
+            .fold(0.0, f64::max)
+    }
+
+    /// Waits until the registry exists (the simulator wrote it once).
+    pub fn wait_registry(&self, data_dir: &Path) {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if data_dir.join("registry").exists() && self.last_ack() > 0.0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "the simulator wrote no registry under {}",
+            data_dir.display()
+        );
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the simulator's writer to completion; returns the bytes it wrote.
+pub fn write_logs(path: &Path, args: &[&str]) -> u64 {
+    let out = Command::new("python3")
+        .arg(sim_script())
+        .arg("write")
+        .arg("--path")
+        .arg(path)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["written"].as_u64().unwrap()
+}
+
+/// Starts the writer in the background.
+pub fn spawn_writer(path: &Path, args: &[&str]) -> Child {
+    Command::new("python3")
+        .arg(sim_script())
+        .arg("write")
+        .arg("--path")
+        .arg(path)
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+pub fn writer_bytes(child: Child) -> u64 {
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["written"].as_u64().unwrap()
+}
+
+pub fn now_epoch() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+pub fn backlog_json(data_dir: &Path) -> serde_json::Value {
+    let out = drainhook()
+        .args(["backlog", "--json", "--registry"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

@@ -1,0 +1,248 @@
+//! `drainhook drain` against the filebeat simulator while it ships real files.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::process::Stdio;
+use std::time::Duration;
+
+fn offsets_sum(v: &serde_json::Value) -> u64 {
+    v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["offset"].as_u64().unwrap())
+        .sum()
+}
+
+/// Writes with rotation while the simulator ships, drains, and checks that nothing was
+/// left behind: drain returned only after the last ack plus the settle period, and every
+/// byte written is acked in the registry.
+fn drain_while_shipping(sim_args: &[&str]) {
+    let t = tempfile::tempdir().unwrap();
+    let logs = t.path().join("logs");
+    fs::create_dir_all(&logs).unwrap();
+    let data = t.path().join("data");
+    // The first lines exist before filebeat starts, as on a running instance.
+    let first = write_logs(&logs.join("app.log"), &["--total", "2000"]);
+    // Rotated names are in the glob, as in a real config: a file rotated twice between
+    // two scans would otherwise never be seen, by filebeat or by the simulator.
+    let glob = logs.join("app.log*");
+    let sim = Sim::ship(&data, sim_args, &[&glob]);
+    sim.wait_registry(&data);
+    let writer = spawn_writer(
+        &logs.join("app.log"),
+        &[
+            "--rate",
+            "150000",
+            "--duration",
+            "1.5",
+            "--rotate-every",
+            "60000",
+        ],
+    );
+    let out = drainhook()
+        .args(["drain", "--settle", "1s", "--timeout", "60s", "--registry"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let ended = now_epoch();
+    assert!(out.status.success(), "drain failed: {}", stderr(&out));
+    let written = first + writer_bytes(writer);
+    let b = backlog_json(&data);
+    assert_eq!(b["pending_bytes"], 0, "{b}");
+    assert_eq!(offsets_sum(&b), written, "every byte written is acked: {b}");
+    assert!(
+        ended >= sim.last_ack() + 1.0,
+        "drain ended {:.3}s after the last ack, before the settle period",
+        ended - sim.last_ack()
+    );
+    assert!(stderr(&out).contains("drained"), "{}", stderr(&out));
+}
+
+#[test]
+fn memlog_filestream_with_rotation_and_checkpoints_during_the_drain() {
+    drain_while_shipping(&[
+        "--format",
+        "memlog",
+        "--rate",
+        "120000",
+        "--checkpoint-bytes",
+        "3000",
+    ]);
+}
+
+#[test]
+fn memlog_log_input() {
+    drain_while_shipping(&["--format", "memlog", "--input", "log", "--rate", "120000"]);
+}
+
+#[test]
+fn memlog_fingerprint_identity() {
+    drain_while_shipping(&[
+        "--format",
+        "memlog",
+        "--identity",
+        "fingerprint",
+        "--rate",
+        "120000",
+    ]);
+}
+
+#[test]
+fn array_file_of_filebeat_5_and_6() {
+    drain_while_shipping(&["--format", "array5", "--rate", "120000"]);
+}
+
+#[test]
+fn data_json_of_filebeat_7_0_to_7_8() {
+    drain_while_shipping(&["--format", "array7", "--rate", "120000"]);
+}
+
+#[test]
+fn a_deleted_file_still_open_in_filebeat_is_waited_for() {
+    let t = tempfile::tempdir().unwrap();
+    let logs = t.path().join("logs");
+    fs::create_dir_all(&logs).unwrap();
+    let data = t.path().join("data");
+    let log = logs.join("app.log");
+    let written = write_logs(&log, &["--rate", "1000000", "--total", "60000"]);
+    let sim = Sim::ship(
+        &data,
+        &["--rate", "20000", "--close-inactive", "30"],
+        &[&logs.join("*.log")],
+    );
+    sim.wait_registry(&data);
+    fs::remove_file(&log).unwrap();
+    let out = drainhook()
+        .args([
+            "drain",
+            "--settle",
+            "500ms",
+            "--timeout",
+            "60s",
+            "--registry",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // the drain waited for the deleted file's last byte
+    let acked = offsets_sum(&backlog_json(&data));
+    assert_eq!(acked, written);
+}
+
+#[test]
+fn timeout_exits_2_and_names_what_is_pending() {
+    let t = tempfile::tempdir().unwrap();
+    let logs = t.path().join("logs");
+    fs::create_dir_all(&logs).unwrap();
+    let data = t.path().join("data");
+    write_logs(
+        &logs.join("slow.log"),
+        &["--rate", "1000000", "--total", "500000"],
+    );
+    let sim = Sim::ship(&data, &["--rate", "10000"], &[&logs.join("*.log")]);
+    sim.wait_registry(&data);
+    let out = drainhook()
+        .args(["drain", "--timeout", "1s", "--registry"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("timed out") && err.contains("slow.log"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sigterm_exits_3_and_says_what_was_pending() {
+    let t = tempfile::tempdir().unwrap();
+    let logs = t.path().join("logs");
+    fs::create_dir_all(&logs).unwrap();
+    let data = t.path().join("data");
+    write_logs(
+        &logs.join("busy.log"),
+        &["--rate", "1000000", "--total", "500000"],
+    );
+    let sim = Sim::ship(&data, &["--rate", "10000"], &[&logs.join("*.log")]);
+    sim.wait_registry(&data);
+    let child = drainhook()
+        .args(["drain", "--registry"])
+        .arg(&data)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("SIGTERM") && err.contains("busy.log"), "{err}");
+}
+
+#[test]
+fn an_unreadable_registry_exits_1_with_the_file_named() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("registry/filebeat");
+    fs::create_dir_all(&d).unwrap();
+    fs::write(d.join("meta.json"), r#"{"version":"1"}"#).unwrap();
+    fs::write(d.join("log.json"), "{not json\n").unwrap();
+    for cmd in ["drain", "backlog"] {
+        let out = drainhook()
+            .args([cmd, "--registry"])
+            .arg(t.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("log.json") && err.contains("line 1"),
+            "{cmd}: {err}"
+        );
+    }
+}
+
+#[test]
+fn backlog_table_reads_well() {
+    let t = tempfile::tempdir().unwrap();
+    let log = t.path().join("a.log");
+    fs::write(&log, "0123456789\n").unwrap();
+    let m = fs::metadata(&log).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    fs::write(
+        t.path().join("registry"),
+        format!(
+            r#"[{{"source":"{}","offset":4,"FileStateOS":{{"inode":{},"device":{}}},"ttl":-1}}]"#,
+            log.display(),
+            m.ino(),
+            m.dev()
+        ),
+    )
+    .unwrap();
+    let out = drainhook()
+        .args(["backlog", "--registry"])
+        .arg(t.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let s = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = s.lines().collect();
+    assert!(
+        lines[0].starts_with("PATH") && lines[0].contains("PENDING"),
+        "{s}"
+    );
+    assert!(
+        lines[1].contains("a.log") && lines[1].contains(" 7  pending"),
+        "{s}"
+    );
+    assert!(
+        lines[2].starts_with("total: 1 files") && lines[2].contains("not drained"),
+        "{s}"
+    );
+}
