@@ -40,7 +40,7 @@ test: lint unit
 
 demo: venv
 	cargo build --release
-	tests/moto_ext/with_moto.sh $(PY) tests/demo.sh
+	tests/moto_ext/with_moto.sh $(PY) $(PY) tests/demo.py
 
 bench:
 	cargo bench --bench registry

@@ -75,7 +75,15 @@ pub async fn run(cfg: AgentConfig) -> Result<ExitCode, String> {
         None => imds.fetch_instance_id().await.map_err(|e| e.to_string())?,
     };
     let agent = Agent {
-        sqs: aws_sdk_sqs::Client::new(&sdk),
+        // Long polls are silent for 20 s by design; the stalled-stream monitor would wake
+        // the idle agent dozens of times a second to watch them.
+        sqs: aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&sdk)
+                .stalled_stream_protection(
+                    aws_sdk_sqs::config::StalledStreamProtectionConfig::disabled(),
+                )
+                .build(),
+        ),
         lifecycle: Lifecycle::new(aws_sdk_autoscaling::Client::new(&sdk)),
         instance_id,
         cfg,
