@@ -33,8 +33,7 @@ lint:
 # Integration tests run against the real moto server (with our extension), started
 # on a free loopback port for the duration of the run.
 unit: venv
-	cargo build --all-targets
-	tests/moto_ext/with_moto.sh $(PY) cargo test --all-targets -- --test-threads=4
+	tests/moto_ext/with_moto.sh $(PY) cargo test -- --test-threads=4
 
 test: lint unit
 
