@@ -8,7 +8,7 @@ PY    := $(VENV)/bin/python
 MOTO_VERSION    := 5.2.5
 CFN_LINT_VERSION := 1.58.0
 
-.PHONY: all build release test lint unit demo bench audit latency venv clean
+.PHONY: all build release test lint unit deploy-check eb-bundle agent-latency idle demo bench audit latency venv clean
 
 all: build
 
@@ -35,7 +35,27 @@ lint:
 unit: venv
 	tests/moto_ext/with_moto.sh $(PY) cargo test -- --test-threads=4
 
-test: lint unit
+SHELL_SCRIPTS := .ci/run infra/install.sh infra/platform/hooks/postdeploy/50-drainhook.sh \
+	systemd/sysvinit/drainhook tests/moto_ext/with_moto.sh tests/measure_idle.sh
+
+# Deployment files: shell scripts, CloudFormation and .ebextensions, IAM consistency.
+# (Unit files, the SysV script and the installer are exercised by tests/deploy.rs.)
+deploy-check: venv
+	shellcheck $(SHELL_SCRIPTS)
+	$(PY) tests/deploy/lint_infra.py
+
+test: lint deploy-check unit
+
+# An Elastic Beanstalk bundle skeleton: copy dist/eb/* into your application bundle.
+eb-bundle: release
+	rm -rf dist/eb
+	mkdir -p dist/eb/drainhook/systemd/sysvinit dist/eb/.ebextensions dist/eb/.platform/hooks/postdeploy
+	cp target/release/drainhook infra/install.sh dist/eb/drainhook/
+	cp systemd/*.service dist/eb/drainhook/systemd/
+	cp systemd/sysvinit/drainhook dist/eb/drainhook/systemd/sysvinit/
+	cp infra/ebextensions/*.config dist/eb/.ebextensions/
+	cp infra/platform/hooks/postdeploy/50-drainhook.sh dist/eb/.platform/hooks/postdeploy/
+	@echo "dist/eb: copy drainhook/, .ebextensions/ and .platform/ into your application bundle"
 
 demo: venv
 	cargo build --release
@@ -47,6 +67,14 @@ bench:
 # drain latency: median over 20 runs of (drain exit - last registry ack - settle)
 latency:
 	cargo test --release --test drain_latency -- --ignored --nocapture
+
+# CompleteLifecycleAction latency: median over 20 runs (last ack + settle -> complete)
+agent-latency: venv
+	tests/moto_ext/with_moto.sh $(PY) cargo test --release --test agent -- --ignored --nocapture
+
+# Idle agent: peak RSS and CPU over one minute of long-polling
+idle: venv release
+	PYTHON=$(PY) tests/moto_ext/with_moto.sh $(PY) tests/measure_idle.sh
 
 # Needs cargo-audit (cargo install cargo-audit) and the advisory snapshot beside the repo.
 audit:

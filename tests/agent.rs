@@ -606,3 +606,63 @@ async fn a_drain_timeout_completes_with_the_configured_result() {
         "{logs}"
     );
 }
+
+/// Seconds since the epoch of a log line's RFC 3339 UTC stamp (`2026-11-24T01:08:25.548950Z`).
+fn log_time(line: &str) -> Option<f64> {
+    let stamp = line.split_whitespace().next()?;
+    let (date, time) = stamp.trim_end_matches('Z').split_once('T')?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let (y, m, day) = (d[0], d[1], d[2]);
+    // days from civil (Howard Hinnant's algorithm)
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    let t: Vec<f64> = time
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    Some(days as f64 * 86400.0 + t[0] * 3600.0 + t[1] * 60.0 + t[2])
+}
+
+#[tokio::test]
+#[ignore = "measurement: run with `make agent-latency`"]
+async fn completion_latency_after_the_last_ack() {
+    let mut samples = Vec::new();
+    for run in 0..20 {
+        let g = group("latency", 1, 60).await;
+        let me = g.instances[0].clone();
+        let t = tempfile::tempdir().unwrap();
+        let (data, sim, _) = shipping(t.path(), 30_000, "60000");
+        let agent = Agent::start(&g, &me, &data, &[]);
+        agent
+            .wait_log("drainhook agent started", Duration::from_secs(15))
+            .await;
+        g.scale_in(&me).await;
+        g.wait_gone(&me, Duration::from_secs(60)).await;
+        let logs = agent.logs();
+        let line = logs
+            .lines()
+            .find(|l| l.contains("completed lifecycle action"))
+            .expect("completed");
+        let latency = log_time(line).unwrap() - sim.last_ack() - 1.0;
+        println!(
+            "run {run:2}: CompleteLifecycleAction {:.0} ms after last ack + settle",
+            latency * 1000.0
+        );
+        samples.push(latency);
+    }
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "median over 20 runs: {:.0} ms (min {:.0}, max {:.0}) after last ack + settle",
+        (samples[9] + samples[10]) / 2.0 * 1000.0,
+        samples[0] * 1000.0,
+        samples[19] * 1000.0
+    );
+}

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Installs drainhook: the binary, its config, and the init flavour the machine has
+# (systemd when present, else SysV with chkconfig). Safe to run on every deployment.
+#
+#   install.sh [--binary PATH] [--config PATH] [--init auto|systemd|sysv]
+#   install.sh --uninstall
+#
+# DRAINHOOK_ROOT (default /) installs into another root: tests use a scratch directory.
+# Under a root other than /, nothing is started or stopped.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=${DRAINHOOK_ROOT:-/}
+root=${root%/}
+binary=""
+config=""
+init=auto
+uninstall=false
+
+usage() {
+    sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    exit "${1:-0}"
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --binary) binary=$2; shift 2 ;;
+        --config) config=$2; shift 2 ;;
+        --init) init=$2; shift 2 ;;
+        --uninstall) uninstall=true; shift ;;
+        -h|--help) usage 0 ;;
+        *) echo "install.sh: unknown argument $1" >&2; usage 2 ;;
+    esac
+done
+
+# Source files: beside this script in the repository, or in the bundle's drainhook/ dir.
+find_src() {
+    for p in "$here/../$1" "$here/$1" "$here/$(basename "$1")"; do
+        if [ -e "$p" ]; then echo "$p"; return 0; fi
+    done
+    echo "install.sh: cannot find $1 next to $here" >&2
+    exit 1
+}
+
+live() { [ -z "$root" ]; }
+
+bin_path=$root/usr/local/bin/drainhook
+conf_dir=$root/etc/drainhook
+unit_dir=$root/etc/systemd/system
+initd=$root/etc/rc.d/init.d
+units=(drainhook.service drainhook-shutdown.service)
+
+if [ "$init" = auto ]; then
+    if [ -d "$root/run/systemd/system" ]; then init=systemd; else init=sysv; fi
+fi
+case "$init" in systemd|sysv) ;; *) echo "install.sh: --init must be auto, systemd or sysv" >&2; exit 2 ;; esac
+
+# What the chkconfig header says: start and stop priorities, and the runlevels it runs in.
+chk=$(grep -m1 '^# chkconfig:' "$(find_src systemd/sysvinit/drainhook)")
+read -r _ _ levels start_prio stop_prio <<<"$chk"
+
+copy() { # copy SRC DEST MODE, only when different (idempotent)
+    if ! cmp -s "$1" "$2" 2>/dev/null; then
+        mkdir -p "$(dirname "$2")"
+        install -m "$3" "$1" "$2"
+        echo "installed $2"
+    fi
+}
+
+sysv_links() { # create or remove the S/K links chkconfig would make
+    local action=$1 lvl
+    for lvl in 0 1 2 3 4 5 6; do
+        local d=$root/etc/rc.d/rc$lvl.d s_link k_link
+        s_link=$d/S${start_prio}drainhook
+        k_link=$d/K${stop_prio}drainhook
+        if [ "$action" = remove ]; then
+            rm -f "$s_link" "$k_link"
+            rmdir "$d" 2>/dev/null || true
+            continue
+        fi
+        mkdir -p "$d"
+        if [[ $levels == *$lvl* ]]; then
+            ln -sfn ../init.d/drainhook "$s_link"
+        else
+            ln -sfn ../init.d/drainhook "$k_link"
+        fi
+    done
+}
+
+prune() { # remove directories we may have created, if empty
+    local d
+    for d in "$@"; do
+        while [ -n "$d" ] && [ "$d" != "$root" ] && [ "$d" != / ] && rmdir "$d" 2>/dev/null; do
+            d=$(dirname "$d")
+        done
+    done
+}
+
+if $uninstall; then
+    if live && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+        systemctl disable --now "${units[@]}" 2>/dev/null || true
+    elif live && [ -x "$initd/drainhook" ]; then
+        # Uninstalling is not a shutdown: drop the lock without draining.
+        rm -f /var/lock/subsys/drainhook
+        if command -v chkconfig >/dev/null; then chkconfig --del drainhook || true; fi
+    fi
+    for u in "${units[@]}"; do
+        rm -f "$unit_dir/$u" "$unit_dir/multi-user.target.wants/$u"
+    done
+    sysv_links remove
+    rm -f "$initd/drainhook" "$bin_path"
+    rm -rf "$conf_dir"
+    if live && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+    prune "$unit_dir/multi-user.target.wants" "$initd" "$(dirname "$bin_path")" "$root/etc/rc.d"
+    echo "drainhook uninstalled"
+    exit 0
+fi
+
+if [ -n "$binary" ]; then
+    copy "$binary" "$bin_path" 0755
+elif [ ! -x "$bin_path" ]; then
+    echo "install.sh: no binary at $bin_path; pass --binary PATH" >&2
+    exit 1
+fi
+if [ -n "$config" ]; then
+    copy "$config" "$conf_dir/drainhook.toml" 0644
+fi
+
+case "$init" in
+systemd)
+    for u in "${units[@]}"; do copy "$(find_src "systemd/$u")" "$unit_dir/$u" 0644; done
+    if live && [ -d /run/systemd/system ]; then
+        systemctl daemon-reload
+        systemctl enable "${units[@]}"
+        # restart the agent to pick up a new binary or config; the fallback only needs to be active
+        systemctl restart drainhook.service
+        systemctl start drainhook-shutdown.service
+    else
+        mkdir -p "$unit_dir/multi-user.target.wants"
+        for u in "${units[@]}"; do ln -sfn "../$u" "$unit_dir/multi-user.target.wants/$u"; done
+    fi
+    ;;
+sysv)
+    copy "$(find_src systemd/sysvinit/drainhook)" "$initd/drainhook" 0755
+    if live && command -v chkconfig >/dev/null; then
+        chkconfig --add drainhook
+        service drainhook start
+    else
+        sysv_links add
+    fi
+    ;;
+esac
+echo "drainhook installed ($init)"

@@ -1,0 +1,346 @@
+//! The shutdown fallback and the deployment files: systemd units, the SysV script in a
+//! scratch root, the installer, and the IAM policy against the calls the code makes.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+/// `Key=value` lines of a unit file (a key given twice keeps both values).
+fn unit(name: &str) -> BTreeMap<String, Vec<String>> {
+    let text = fs::read_to_string(repo(&format!("systemd/{name}"))).unwrap();
+    let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in text.lines() {
+        if let Some((k, v)) = line.split_once('=') {
+            if !k.starts_with('#') && !k.starts_with('[') {
+                m.entry(k.trim().into()).or_default().push(v.trim().into());
+            }
+        }
+    }
+    m
+}
+
+fn words(u: &BTreeMap<String, Vec<String>>, key: &str) -> Vec<String> {
+    u.get(key)
+        .map(|vs| {
+            vs.iter()
+                .flat_map(|v| v.split_whitespace().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_fallback_stops_before_filebeat_and_outlasts_its_drain() {
+    let u = unit("drainhook-shutdown.service");
+    let after = words(&u, "After");
+    // systemd stops units in reverse start order: After= filebeat means stopped before it.
+    assert!(after.contains(&"filebeat.service".to_string()), "{after:?}");
+    assert!(
+        after.contains(&"network-online.target".to_string()),
+        "{after:?}"
+    );
+    assert_eq!(u["Type"], vec!["oneshot"]);
+    assert_eq!(u["RemainAfterExit"], vec!["yes"]);
+    let stop = &u["ExecStop"][0];
+    let args: Vec<&str> = stop.split_whitespace().collect();
+    assert_eq!(&args[1..3], ["drain", "--timeout"], "{stop}");
+    let drain = drainhook::duration::parse(args[3]).unwrap();
+    let stop_timeout =
+        drainhook::duration::parse(&u["TimeoutStopSec"][0].replace("min", "m")).unwrap();
+    assert!(
+        stop_timeout > drain,
+        "TimeoutStopSec {stop_timeout:?} must exceed the drain's {drain:?}"
+    );
+
+    let agent = unit("drainhook.service");
+    assert_eq!(agent["Type"], vec!["notify"]);
+    assert_eq!(agent["Restart"], vec!["on-failure"]);
+    assert!(words(&agent, "After").contains(&"network-online.target".to_string()));
+    assert!(agent["ExecStart"][0].contains("/etc/drainhook/drainhook.toml"));
+}
+
+#[test]
+fn systemd_analyze_verifies_both_units() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("systemd-analyze is needed (apt-get install systemd; .ci/run installs it)");
+    }
+    let t = tempfile::tempdir().unwrap();
+    for name in ["drainhook.service", "drainhook-shutdown.service"] {
+        let text = fs::read_to_string(repo(&format!("systemd/{name}")))
+            .unwrap()
+            .replace("/usr/local/bin/drainhook", env!("CARGO_BIN_EXE_drainhook"));
+        fs::write(t.path().join(name), text).unwrap();
+    }
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(t.path().join("drainhook.service"))
+        .arg(t.path().join("drainhook-shutdown.service"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+fn sysv(root: &Path, action: &str, data: &Path) -> (i32, String, std::time::Duration) {
+    let t = Instant::now();
+    let out = Command::new("sh")
+        .arg(repo("systemd/sysvinit/drainhook"))
+        .arg(action)
+        .env("DRAINHOOK_BIN", env!("CARGO_BIN_EXE_drainhook"))
+        .env("DRAINHOOK_LOCK_DIR", root.join("var/lock/subsys"))
+        .env("DRAINHOOK_REGISTRY", data)
+        .env("DRAINHOOK_DRAIN_TIMEOUT", "60s")
+        .env("DRAINHOOK_SETTLE", "1s")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out);
+    (out.status.code().unwrap_or(-1), text, t.elapsed())
+}
+
+#[test]
+fn the_sysv_script_arms_at_start_and_drains_at_stop() {
+    let t = tempfile::tempdir().unwrap();
+    let logs = t.path().join("logs");
+    fs::create_dir_all(&logs).unwrap();
+    let data = t.path().join("data");
+    let written = write_logs(
+        &logs.join("app.log"),
+        &["--rate", "10000000", "--total", "60000"],
+    );
+    let sim = Sim::ship(&data, &["--rate", "20000"], &[&logs.join("app.log*")]);
+    sim.wait_registry(&data);
+    let lock = t.path().join("var/lock/subsys/drainhook");
+
+    let (code, text, _) = sysv(t.path(), "status", &data);
+    assert_eq!(code, 3, "{text}");
+    assert!(text.contains("stopped"), "{text}");
+    let (code, _, _) = sysv(t.path(), "start", &data);
+    assert_eq!(code, 0);
+    assert!(
+        lock.exists(),
+        "start must create the lock, or rc never calls stop at shutdown"
+    );
+    let (code, text, _) = sysv(t.path(), "status", &data);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("armed"), "{text}");
+
+    let (code, text, took) = sysv(t.path(), "stop", &data);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("drained"), "{text}");
+    let acked: u64 = backlog_json(&data)["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["offset"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        acked, written,
+        "stop returned before everything was shipped ({took:?})"
+    );
+    assert!(!lock.exists(), "stop removes the lock");
+}
+
+/// Every file and link under `root`, with its content or target.
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let ft = e.file_type().unwrap();
+            if ft.is_symlink() {
+                out.insert(rel, format!("-> {}", fs::read_link(&p).unwrap().display()));
+            } else if ft.is_dir() {
+                out.insert(rel + "/", String::new());
+                stack.push(p);
+            } else {
+                out.insert(rel, format!("{} bytes", fs::metadata(&p).unwrap().len()));
+            }
+        }
+    }
+    out
+}
+
+fn install(root: &Path, args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg(repo("infra/install.sh"))
+        .args(args)
+        .env("DRAINHOOK_ROOT", root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "install.sh {args:?}: {}",
+        stderr(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_installer_is_idempotent_and_uninstall_leaves_nothing() {
+    let cfg = tempfile::NamedTempFile::new().unwrap();
+    fs::write(cfg.path(), "queue_url = \"https://sqs.example/q\"\n").unwrap();
+    let bin = env!("CARGO_BIN_EXE_drainhook");
+    let cfg_path = cfg.path().to_str().unwrap();
+    for init in ["sysv", "systemd"] {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let args = ["--binary", bin, "--config", cfg_path, "--init", init];
+        install(root, &args);
+        let first = tree(root);
+        let again = install(root, &args);
+        assert_eq!(tree(root), first, "{init}: a second run changed the tree");
+        assert!(
+            !again.contains("installed /"),
+            "{init}: a second run copied again: {again}"
+        );
+        assert!(first.contains_key("usr/local/bin/drainhook"));
+        assert!(first.contains_key("etc/drainhook/drainhook.toml"));
+        if init == "sysv" {
+            // filebeat's own script says `chkconfig: 2345 98 02`: ours must stop first.
+            let filebeat_stop = 2;
+            for lvl in [0, 6] {
+                let k: Vec<&String> = first
+                    .keys()
+                    .filter(|k| k.starts_with(&format!("etc/rc.d/rc{lvl}.d/K")))
+                    .collect();
+                assert_eq!(k.len(), 1, "rc{lvl}.d: {first:?}");
+                let n: u32 = k[0].rsplit('/').next().unwrap()[1..3].parse().unwrap();
+                assert!(
+                    n < filebeat_stop,
+                    "K{n:02} must be lower than filebeat's K{filebeat_stop:02}"
+                );
+            }
+            assert!(
+                first.contains_key("etc/rc.d/rc3.d/S99drainhook"),
+                "{first:?}"
+            );
+            assert!(first.contains_key("etc/rc.d/init.d/drainhook"));
+        } else {
+            for u in ["drainhook.service", "drainhook-shutdown.service"] {
+                assert!(first.contains_key(&format!("etc/systemd/system/{u}")));
+                assert!(
+                    first.contains_key(&format!("etc/systemd/system/multi-user.target.wants/{u}"))
+                );
+            }
+        }
+        install(root, &["--uninstall"]);
+        assert_eq!(
+            tree(root),
+            BTreeMap::new(),
+            "{init}: uninstall left files behind"
+        );
+    }
+}
+
+/// The operation names of the two services the agent talks to (from the SDK crates).
+const SQS_OPS: &[&str] = &[
+    "add_permission",
+    "cancel_message_move_task",
+    "change_message_visibility",
+    "change_message_visibility_batch",
+    "create_queue",
+    "delete_message",
+    "delete_message_batch",
+    "delete_queue",
+    "get_queue_attributes",
+    "get_queue_url",
+    "list_dead_letter_source_queues",
+    "list_message_move_tasks",
+    "list_queue_tags",
+    "list_queues",
+    "purge_queue",
+    "receive_message",
+    "remove_permission",
+    "send_message",
+    "send_message_batch",
+    "set_queue_attributes",
+    "start_message_move_task",
+    "tag_queue",
+    "untag_queue",
+];
+const ASG_OPS: &[&str] = &[
+    "attach_instances",
+    "complete_lifecycle_action",
+    "create_auto_scaling_group",
+    "create_launch_configuration",
+    "create_or_update_tags",
+    "delete_auto_scaling_group",
+    "delete_lifecycle_hook",
+    "describe_auto_scaling_groups",
+    "describe_auto_scaling_instances",
+    "describe_lifecycle_hooks",
+    "describe_scaling_activities",
+    "detach_instances",
+    "enter_standby",
+    "exit_standby",
+    "put_lifecycle_hook",
+    "record_lifecycle_action_heartbeat",
+    "set_desired_capacity",
+    "set_instance_health",
+    "set_instance_protection",
+    "terminate_instance_in_auto_scaling_group",
+    "update_auto_scaling_group",
+];
+
+fn pascal(op: &str) -> String {
+    op.split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[test]
+fn the_iam_policy_allows_exactly_the_calls_the_code_makes() {
+    let mut code = String::new();
+    for e in fs::read_dir(repo("src")).unwrap().flatten() {
+        if e.path().extension().is_some_and(|x| x == "rs") {
+            code += &fs::read_to_string(e.path()).unwrap();
+        }
+    }
+    let mut called = std::collections::BTreeSet::new();
+    for (prefix, ops) in [("sqs", SQS_OPS), ("autoscaling", ASG_OPS)] {
+        for op in ops {
+            if code.contains(&format!(".{op}()")) {
+                called.insert(format!("{prefix}:{}", pascal(op)));
+            }
+        }
+    }
+    let policy: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(repo("infra/iam/drainhook-policy.json")).unwrap())
+            .unwrap();
+    let mut allowed = std::collections::BTreeSet::new();
+    for st in policy["Statement"].as_array().unwrap() {
+        assert_eq!(st["Effect"], "Allow");
+        for a in st["Action"].as_array().unwrap() {
+            allowed.insert(a.as_str().unwrap().to_string());
+        }
+        // Only the describe calls (which take no resource) may use "*".
+        if st["Resource"] == "*" {
+            for a in st["Action"].as_array().unwrap() {
+                assert!(
+                    a.as_str().unwrap().contains(":Describe"),
+                    "{a} on every resource"
+                );
+            }
+        }
+    }
+    assert_eq!(allowed, called);
+}
