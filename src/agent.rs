@@ -357,7 +357,10 @@ impl Agent {
                 tracing::info!("lifecycle action ended elsewhere (completed or expired) during the drain: done");
                 return Handled::Done;
             }
-            HoldOutcome::Drained => "CONTINUE",
+            HoldOutcome::Drained => {
+                drain::write_drained_marker(&self.cfg.drained_marker);
+                "CONTINUE"
+            }
             HoldOutcome::TimedOut(pending) => {
                 tracing::warn!(
                     "drain did not finish in time ({pending} still pending): completing with {}",
@@ -456,6 +459,8 @@ impl Agent {
                 process_name: self.cfg.filebeat_process.clone(),
                 ..ProcScan::default()
             },
+            // The agent itself always waits the settle period out.
+            drained_marker: None,
             ..DrainOptions::new(self.cfg.registry.clone())
         };
         tracing::info!(

@@ -100,6 +100,11 @@ pub struct AgentArgs {
     /// Name of the filebeat process, whose open files are searched [default: filebeat].
     #[arg(long, env = "DRAINHOOK_FILEBEAT_PROCESS")]
     pub filebeat_process: Option<String>,
+
+    /// Marker left after a completed drain, so the shutdown fallback returns at once
+    /// [default: /run/drainhook/drained].
+    #[arg(long, env = "DRAINHOOK_DRAINED_MARKER")]
+    pub drained_marker: Option<PathBuf>,
 }
 
 /// The config file. Every key is optional; unknown keys are rejected.
@@ -136,6 +141,8 @@ pub struct FileConfig {
     pub idle_pause: Option<String>,
     /// Name of the filebeat process.
     pub filebeat_process: Option<String>,
+    /// Marker left after a completed drain.
+    pub drained_marker: Option<PathBuf>,
 }
 
 /// The resolved configuration the agent runs with.
@@ -156,6 +163,7 @@ pub struct AgentConfig {
     pub visibility_timeout: Duration,
     pub idle_pause: Duration,
     pub filebeat_process: String,
+    pub drained_marker: PathBuf,
 }
 
 #[derive(Debug)]
@@ -260,6 +268,10 @@ impl AgentArgs {
                 .filebeat_process
                 .or(file.filebeat_process)
                 .unwrap_or_else(|| "filebeat".into()),
+            drained_marker: self
+                .drained_marker
+                .or(file.drained_marker)
+                .unwrap_or_else(|| PathBuf::from(crate::drain::DEFAULT_DRAINED_MARKER)),
         })
     }
 }

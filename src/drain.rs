@@ -39,6 +39,26 @@ pub struct DrainOptions {
     pub tick: Duration,
     /// Where filebeat's open files are looked for.
     pub procs: ProcScan,
+    /// Written by the agent after it drained and completed a termination (see
+    /// [`DEFAULT_DRAINED_MARKER`]). When it exists and nothing is pending at the start, the
+    /// drain returns at once instead of waiting for the settle period again.
+    pub drained_marker: Option<PathBuf>,
+}
+
+/// Where the agent leaves its "already drained" marker. It lives under /run, which is
+/// emptied at every boot, so a marker never outlives the shutdown it was written for: the
+/// shutdown fallback that runs right after the agent's drain need not wait a second time.
+pub const DEFAULT_DRAINED_MARKER: &str = "/run/drainhook/drained";
+
+/// Leaves the marker that lets a following `drain` return at once.
+pub fn write_drained_marker(path: &Path) {
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(path, "drained by the drainhook agent\n"));
+    if let Err(e) = written {
+        tracing::warn!("cannot write {}: {e}", path.display());
+    }
 }
 
 impl DrainOptions {
@@ -50,6 +70,7 @@ impl DrainOptions {
             progress_interval: DEFAULT_PROGRESS_INTERVAL,
             tick: Duration::from_millis(500),
             procs: ProcScan::default(),
+            drained_marker: Some(PathBuf::from(DEFAULT_DRAINED_MARKER)),
         }
     }
 }
@@ -132,6 +153,18 @@ where
         tracing::warn!("{w}");
     }
     let mut backlog = backlog::compute(&registry, &opts.procs);
+    if let Some(marker) = opts.drained_marker.as_deref().filter(|m| m.exists()) {
+        if backlog.is_drained() {
+            tracing::info!(
+                "nothing pending and the agent already drained for this termination ({}): done",
+                marker.display()
+            );
+            return Ok(Outcome::Drained {
+                backlog,
+                waited: started.elapsed(),
+            });
+        }
+    }
     let mut drained_since = backlog.is_drained().then(Instant::now);
     let mut last_report = (Instant::now(), backlog.acked_bytes());
     let mut next_report = Instant::now() + opts.progress_interval;

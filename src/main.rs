@@ -92,6 +92,11 @@ struct DrainArgs {
     /// How often to log progress while waiting.
     #[arg(long, default_value = "10s", value_parser = duration::arg)]
     progress_interval: Duration,
+
+    /// The agent's "already drained" marker: when it exists and nothing is pending, return
+    /// at once (the agent drained for this shutdown already).
+    #[arg(long, env = "DRAINHOOK_DRAINED_MARKER", default_value = drain::DEFAULT_DRAINED_MARKER)]
+    drained_marker: PathBuf,
 }
 
 #[derive(Args)]
@@ -146,6 +151,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 settle: args.settle,
                 progress_interval: args.progress_interval,
                 procs: args.registry.procs(),
+                drained_marker: Some(args.drained_marker),
                 ..DrainOptions::new(args.registry.registry)
             };
             runtime()?.block_on(run_drain(opts))

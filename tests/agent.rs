@@ -291,6 +291,8 @@ impl Agent {
             .args(["--visibility-timeout", "4s", "--idle-pause", "200ms"])
             .arg("--registry")
             .arg(data)
+            .arg("--drained-marker")
+            .arg(data.with_extension("drained"))
             .args(extra)
             .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds_server(instance))
             .env_remove("AWS_EC2_METADATA_DISABLED")
@@ -393,6 +395,25 @@ async fn scale_in_is_held_until_the_last_byte_is_acked_then_completed() {
         logs.contains("completed lifecycle action with CONTINUE"),
         "{logs}"
     );
+    // the shutdown fallback that follows returns at once
+    assert!(
+        data.with_extension("drained").exists(),
+        "the agent leaves its drained marker"
+    );
+    let t0 = Instant::now();
+    let out = drainhook()
+        .args(["drain", "--settle", "30s", "--registry"])
+        .arg(&data)
+        .env("DRAINHOOK_DRAINED_MARKER", data.with_extension("drained"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "the fallback waited {:?}",
+        t0.elapsed()
+    );
+    assert!(stderr(&out).contains("already drained"), "{}", stderr(&out));
     // the other instance is untouched and the message is gone
     assert_eq!(g.state(&g.instances[1]).await.as_deref(), Some("InService"));
     tokio::time::sleep(Duration::from_millis(500)).await;

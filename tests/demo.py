@@ -69,6 +69,7 @@ def main():
     agent_log = open(os.path.join(WORK, "agent.log"), "w")
     agent = subprocess.Popen([BIN, "agent", "--instance-id", me, "--queue-url", q,
                               "--registry", os.path.join(WORK, "data"), "--settle", "2s",
+                              "--drained-marker", os.path.join(WORK, "drained"),
                               "--config", os.path.join(WORK, "none.toml")],
                              stderr=agent_log, env=dict(os.environ, AWS_EC2_METADATA_DISABLED="true"))
     open(os.path.join(WORK, "none.toml"), "w").close()

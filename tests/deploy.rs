@@ -103,6 +103,10 @@ fn sysv(root: &Path, action: &str, data: &Path) -> (i32, String, std::time::Dura
         .env("DRAINHOOK_REGISTRY", data)
         .env("DRAINHOOK_DRAIN_TIMEOUT", "60s")
         .env("DRAINHOOK_SETTLE", "1s")
+        .env(
+            "DRAINHOOK_DRAINED_MARKER",
+            root.join("run/drainhook/drained"),
+        )
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out);

@@ -51,7 +51,7 @@ fn drain_while_shipping(sim_args: &[&str]) {
     assert!(out.status.success(), "drain failed: {}", stderr(&out));
     let written = first + writer_bytes(writer);
     let b = backlog_json(&data);
-    assert_eq!(b["pending_bytes"], 0, "{b}");
+    assert_eq!(b["pending_bytes"], 0, "{b}\n{}", stderr(&out));
     assert_eq!(offsets_sum(&b), written, "every byte written is acked: {b}");
     assert!(
         ended >= sim.last_ack() + 1.0,

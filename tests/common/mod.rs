@@ -12,6 +12,11 @@ pub fn sim_script() -> PathBuf {
 pub fn drainhook() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_drainhook"));
     c.env_remove("RUST_LOG");
+    // Never the machine's real marker: a demo or an agent run must not shorten a test's drain.
+    c.env(
+        "DRAINHOOK_DRAINED_MARKER",
+        "/nonexistent-drainhook-test/marker",
+    );
     c
 }
 
