@@ -117,7 +117,6 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             tracing::error!("{e}");
-            eprintln!("drainhook: {e}");
             ExitCode::from(exit::ERROR)
         }
     }

@@ -418,3 +418,67 @@ fn filestream_identities_match_their_files() {
     // small.log has no entry under fingerprint: nothing waits for it
     assert_eq!(b.files.len(), 3);
 }
+
+/// A reader that catches filebeat mid-write sees a prefix of the file. Every prefix of a
+/// valid memlog log must read as an older state (never a later or invented one), and every
+/// prefix of a checkpoint or an array file must be an error, never a panic nor "nothing".
+#[test]
+fn every_torn_prefix_reads_as_an_older_state_or_an_error() {
+    let t = tmp();
+    let d = memlog_dir(t.path());
+    let ops: Vec<String> = (1..=6)
+        .map(|i| {
+            set_op(
+                i,
+                if i % 2 == 0 { "a" } else { "b" },
+                &format!(r#"{{"offset":{}}}"#, i * 10),
+            )
+        })
+        .collect();
+    let full = ops.concat();
+    // The state after the first n complete operations.
+    let state_after = |n: usize| -> Vec<(String, u64)> {
+        let mut m = std::collections::BTreeMap::new();
+        for i in 1..=n as u64 {
+            m.insert(if i % 2 == 0 { "a" } else { "b" }.to_string(), i * 10);
+        }
+        m.into_iter().collect()
+    };
+    let mut boundaries = vec![0];
+    for o in &ops {
+        boundaries.push(boundaries.last().unwrap() + o.len());
+    }
+    for cut in 0..=full.len() {
+        fs::write(d.join("log.json"), &full[..cut]).unwrap();
+        let complete = boundaries.iter().filter(|&&b| b <= cut).count() - 1;
+        match Registry::open(t.path()) {
+            Ok(reg) => assert_eq!(offsets(&reg), state_after(complete), "cut at byte {cut}"),
+            Err(e) => panic!("a torn log.json (cut at {cut}) is normal, not an error: {e}"),
+        }
+    }
+
+    let checkpoint =
+        "[{\"_key\":\"a\",\"offset\":7,\"ttl\":-1},\n{\"_key\":\"b\",\"offset\":9,\"ttl\":-1}\n]";
+    fs::write(d.join("log.json"), "").unwrap();
+    for cut in 0..checkpoint.len() {
+        fs::write(d.join("5.json"), &checkpoint[..cut]).unwrap();
+        let err = Registry::open(t.path()).err();
+        assert!(
+            err.is_some(),
+            "a checkpoint cut at {cut} must not read as a state"
+        );
+        assert!(err.unwrap().to_string().contains("5.json"));
+    }
+    fs::remove_file(d.join("5.json")).unwrap();
+
+    let array = br#"[{"source":"/a","offset":1,"FileStateOS":{"inode":1,"device":2},"ttl":-1}]"#;
+    let old = t.path().join("old");
+    fs::create_dir_all(&old).unwrap();
+    for cut in 0..array.len() {
+        fs::write(old.join("registry"), &array[..cut]).unwrap();
+        assert!(
+            Registry::open(&old).is_err(),
+            "an array cut at {cut} must be an error"
+        );
+    }
+}
