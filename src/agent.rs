@@ -168,6 +168,10 @@ impl Agent {
                     continue;
                 }
             };
+            // Our own termination may hold us for an hour: first give the batch's other
+            // messages back (or handle them), so other instances' agents are not delayed.
+            let mut messages = messages;
+            messages.sort_by_key(|m| self.is_own_termination(m));
             let mut only_foreign = !messages.is_empty();
             for m in messages {
                 if self.stopping() {
@@ -190,6 +194,11 @@ impl Agent {
             _ = self.until_shutdown() => {}
             _ = tokio::time::sleep(d) => {}
         }
+    }
+
+    fn is_own_termination(&self, m: &Message) -> bool {
+        matches!(message::parse(m.body().unwrap_or("")),
+            Notice::Terminating(a) if a.instance_id == self.instance_id)
     }
 
     /// Handles one message; returns whether it was another instance's.

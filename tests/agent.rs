@@ -454,17 +454,21 @@ async fn other_instances_messages_stay_visible_to_others() {
     let g = group("foreign", 1, 60).await;
     let me = g.instances[0].clone();
     let t = tempfile::tempdir().unwrap();
-    let (data, _sim, _) = shipping(t.path(), 1000, "1000000");
+    // a drain of several seconds, so the agent is busy holding its own instance
+    let (data, _sim, _) = shipping(t.path(), 100_000, "20000");
     let foreign = r#"{"LifecycleHookName":"drain","AccountId":"123456789012","LifecycleTransition":"autoscaling:EC2_INSTANCE_TERMINATING","AutoScalingGroupName":"other","Service":"AWS Auto Scaling","EC2InstanceId":"i-0someoneelse","LifecycleActionToken":"t-1"}"#;
     let agent = Agent::start(&g, &me, &data, &[]);
     agent
         .wait_log("drainhook agent started", Duration::from_secs(15))
         .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Our own notice, then another instance's, while the agent long-polls.
+    g.scale_in(&me).await;
     g.send(foreign).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    // Still in the queue and visible right away (released, not left invisible).
+    agent.wait_log("draining:", Duration::from_secs(30)).await;
+    // While the agent holds its own instance, the other message is visible to others.
     let mut seen = false;
-    for _ in 0..10 {
+    for _ in 0..2 {
         if g.peek().await.iter().any(|b| b.contains("i-0someoneelse")) {
             seen = true;
             break;
@@ -472,10 +476,22 @@ async fn other_instances_messages_stay_visible_to_others() {
     }
     assert!(
         seen,
-        "the foreign message disappeared; agent log:\n{}",
+        "the foreign message disappeared or stayed invisible; agent log:\n{}",
         agent.logs()
     );
-    assert!(!agent.logs().contains("termination notice received"));
+    assert_eq!(
+        g.state(&me).await.as_deref(),
+        Some("Terminating:Wait"),
+        "still draining"
+    );
+    g.wait_gone(&me, Duration::from_secs(60)).await;
+    // ... and after the agent finished its own, it is still in the queue.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(g.messages_in_queue().await >= 1, "{}", agent.logs());
+    assert!(
+        !agent.logs().contains("i-0someoneelse"),
+        "never handled as ours"
+    );
 }
 
 #[tokio::test]
