@@ -129,12 +129,7 @@ impl Agent {
     }
 
     async fn listen(&self) {
-        let mut errors = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_secs(1))
-            .with_max_delay(Duration::from_secs(60))
-            .with_jitter()
-            .without_max_times()
-            .build();
+        let mut errors = retry_delays(Duration::from_secs(60));
         while !self.stopping() {
             let recv = self
                 .sqs
@@ -149,12 +144,7 @@ impl Agent {
             };
             let messages = match out {
                 Ok(o) => {
-                    errors = ExponentialBuilder::default()
-                        .with_min_delay(Duration::from_secs(1))
-                        .with_max_delay(Duration::from_secs(60))
-                        .with_jitter()
-                        .without_max_times()
-                        .build();
+                    errors = retry_delays(Duration::from_secs(60));
                     o.messages.unwrap_or_default()
                 }
                 Err(e) => {
@@ -530,12 +520,7 @@ impl Agent {
         started: Instant,
         give_up: Instant,
     ) {
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_secs(1))
-            .with_max_delay(Duration::from_secs(30))
-            .with_jitter()
-            .without_max_times()
-            .build();
+        let mut delays = retry_delays(Duration::from_secs(30));
         loop {
             match self.lifecycle.complete(action, result).await {
                 Ok(()) => {
@@ -567,6 +552,17 @@ impl Agent {
             }
         }
     }
+}
+
+/// Delays for our own retry loops (the SDK already retried each call): exponential from
+/// 1 s up to `max`, with jitter, without end.
+fn retry_delays(max: Duration) -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(max)
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 enum StopReason {

@@ -351,15 +351,6 @@ fn shipping(dir: &Path, bytes: u64, rate: &str) -> (PathBuf, Sim, u64) {
     (data, sim, written)
 }
 
-fn acked(data: &Path) -> u64 {
-    backlog_json(data)["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["offset"].as_u64().unwrap())
-        .sum()
-}
-
 // ---------------------------------------------------------------- scenarios
 
 #[tokio::test]
@@ -385,7 +376,7 @@ async fn scale_in_is_held_until_the_last_byte_is_acked_then_completed() {
         gone_at - sim.last_ack()
     );
     assert_eq!(
-        acked(&data),
+        acked_bytes(&data),
         written,
         "every byte was shipped before the instance went"
     );
@@ -443,7 +434,7 @@ async fn a_drain_longer_than_several_heartbeat_timeouts_keeps_the_instance() {
         agent.logs()
     );
     g.wait_gone(&me, Duration::from_secs(60)).await;
-    assert_eq!(acked(&data), written);
+    assert_eq!(acked_bytes(&data), written);
     let logs = agent.logs();
     assert!(logs.matches("heartbeat sent").count() >= 3, "{logs}");
     assert!(logs.contains("with CONTINUE"), "{logs}");
@@ -616,7 +607,7 @@ async fn an_agent_killed_mid_drain_resumes_after_restart() {
         .await;
     g.wait_gone(&me, Duration::from_secs(60)).await;
     assert!(now_epoch() >= sim.last_ack() + 1.0);
-    assert_eq!(acked(&data), written);
+    assert_eq!(acked_bytes(&data), written);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(g.messages_in_queue().await, 0, "{}", agent.logs());
 }

@@ -143,12 +143,7 @@ fn the_sysv_script_arms_at_start_and_drains_at_stop() {
     let (code, text, took) = sysv(t.path(), "stop", &data);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("drained"), "{text}");
-    let acked: u64 = backlog_json(&data)["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["offset"].as_u64().unwrap())
-        .sum();
+    let acked = acked_bytes(&data);
     assert_eq!(
         acked, written,
         "stop returned before everything was shipped ({took:?})"

@@ -7,15 +7,6 @@ use std::fs;
 use std::process::Stdio;
 use std::time::Duration;
 
-fn offsets_sum(v: &serde_json::Value) -> u64 {
-    v["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["offset"].as_u64().unwrap())
-        .sum()
-}
-
 /// Writes with rotation while the simulator ships, drains, and checks that nothing was
 /// left behind: drain returned only after the last ack plus the settle period, and every
 /// byte written is acked in the registry.
@@ -52,7 +43,11 @@ fn drain_while_shipping(sim_args: &[&str]) {
     let written = first + writer_bytes(writer);
     let b = backlog_json(&data);
     assert_eq!(b["pending_bytes"], 0, "{b}\n{}", stderr(&out));
-    assert_eq!(offsets_sum(&b), written, "every byte written is acked: {b}");
+    assert_eq!(
+        acked_bytes(&data),
+        written,
+        "every byte written is acked: {b}"
+    );
     assert!(
         ended >= sim.last_ack() + 1.0,
         "drain ended {:.3}s after the last ack, before the settle period",
@@ -129,7 +124,7 @@ fn a_deleted_file_still_open_in_filebeat_is_waited_for() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     // the drain waited for the deleted file's last byte
-    let acked = offsets_sum(&backlog_json(&data));
+    let acked = acked_bytes(&data);
     assert_eq!(acked, written);
 }
 

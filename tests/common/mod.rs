@@ -77,21 +77,7 @@ impl Drop for Sim {
 
 /// Runs the simulator's writer to completion; returns the bytes it wrote.
 pub fn write_logs(path: &Path, args: &[&str]) -> u64 {
-    let out = Command::new("python3")
-        .arg(sim_script())
-        .arg("write")
-        .arg("--path")
-        .arg(path)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["written"].as_u64().unwrap()
+    writer_bytes(spawn_writer(path, args))
 }
 
 /// Starts the writer in the background.
@@ -109,7 +95,7 @@ pub fn spawn_writer(path: &Path, args: &[&str]) -> Child {
 
 pub fn writer_bytes(child: Child) -> u64 {
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
+    assert!(out.status.success(), "the log writer failed");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["written"].as_u64().unwrap()
 }
@@ -137,4 +123,14 @@ pub fn backlog_json(data_dir: &Path) -> serde_json::Value {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Bytes acknowledged in the registry, summed over every tracked file.
+pub fn acked_bytes(data_dir: &Path) -> u64 {
+    backlog_json(data_dir)["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["offset"].as_u64().unwrap())
+        .sum()
 }

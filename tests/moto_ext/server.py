@@ -229,34 +229,31 @@ def put_lifecycle_hook(self):
     return result
 
 
+def requested_action(resp):
+    """The action a heartbeat or complete request names (token or instance id)."""
+    return find_action(
+        resp.autoscaling_backend,
+        resp._get_param("AutoScalingGroupName"),
+        resp._get_param("LifecycleHookName"),
+        resp._get_param("LifecycleActionToken"),
+        resp._get_param("InstanceId"),
+    )
+
+
 def record_lifecycle_action_heartbeat(self):
-    backend = self.autoscaling_backend
     with LOCK:
-        a = find_action(
-            backend,
-            self._get_param("AutoScalingGroupName"),
-            self._get_param("LifecycleHookName"),
-            self._get_param("LifecycleActionToken"),
-            self._get_param("InstanceId"),
-        )
+        a = requested_action(self)
         a.deadline = min(time.time() + a.hook.heartbeat_timeout, a.global_deadline)
         a.heartbeats += 1
     return EmptyResult()
 
 
 def complete_lifecycle_action(self):
-    backend = self.autoscaling_backend
     result = self._get_param("LifecycleActionResult")
     if result not in ("CONTINUE", "ABANDON"):
         raise ValidationError("Valid values for LifecycleActionResult are CONTINUE and ABANDON")
     with LOCK:
-        a = find_action(
-            backend,
-            self._get_param("AutoScalingGroupName"),
-            self._get_param("LifecycleHookName"),
-            self._get_param("LifecycleActionToken"),
-            self._get_param("InstanceId"),
-        )
+        a = requested_action(self)
         finish(a, result, "a user completed the lifecycle action")
     return EmptyResult()
 
