@@ -66,13 +66,13 @@ def main():
     while backlog() is None:
         time.sleep(0.1)
 
+    open(os.path.join(WORK, "none.toml"), "w").close()  # an empty config: all from flags
     agent_log = open(os.path.join(WORK, "agent.log"), "w")
     agent = subprocess.Popen([BIN, "agent", "--instance-id", me, "--queue-url", q,
                               "--registry", os.path.join(WORK, "data"), "--settle", "2s",
                               "--drained-marker", os.path.join(WORK, "drained"),
                               "--config", os.path.join(WORK, "none.toml")],
                              stderr=agent_log, env=dict(os.environ, AWS_EC2_METADATA_DISABLED="true"))
-    open(os.path.join(WORK, "none.toml"), "w").close()
     say("drainhook agent started for %s" % me)
     time.sleep(3)
     asg.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=2)
@@ -90,6 +90,9 @@ def main():
                                           "completed", "pre-drain", "timed out", "did not finish")):
                     say("agent: " + msg.split(" message_id=")[0].split(" instance=i-")[0])
             seen = len(lines)
+            if agent.poll() is not None:
+                say("the agent exited (%s); its log:\n%s" % (agent.returncode, "\n".join(lines)))
+                return 1
             st = asg.describe_auto_scaling_instances(InstanceIds=[me])["AutoScalingInstances"]
             state = st[0]["LifecycleState"] if st else "terminated (left the group)"
             if state != last_state:
