@@ -468,47 +468,63 @@ impl Agent {
             duration::format(timeout),
             duration::format(self.cfg.settle)
         );
-        let mut stop_reason = StopReason::None;
-        let stop = async {
-            tokio::select! {
-                _ = self.until_shutdown() => stop_reason = StopReason::Shutdown,
-                _ = gone.wait_for(|g| *g) => stop_reason = StopReason::Gone,
-            }
-        };
-        let outcome = drain::drain(&opts, stop, |p| {
-            let s = p.summary();
-            tracing::info!("drain progress: {s}");
-            sdnotify::status(&format!("draining: {s}"));
-        })
-        .await;
-        match outcome {
-            Ok(Outcome::Drained { backlog, waited }) => {
-                tracing::info!(
-                    "drained: {} shipped to the end after {}",
-                    plural(backlog.files.len(), "file"),
-                    duration::format(waited)
-                );
-                HoldOutcome::Drained
-            }
-            Ok(Outcome::TimedOut { backlog }) => {
-                HoldOutcome::TimedOut(human_bytes(backlog.pending_bytes))
-            }
-            Ok(Outcome::Interrupted { backlog }) => match stop_reason {
-                StopReason::Gone => HoldOutcome::Gone,
-                _ => HoldOutcome::ShutDown(human_bytes(backlog.pending_bytes)),
-            },
-            Err(e) => {
-                // An unreadable registry never counts as drained: wait out the budget so a
-                // fixed registry (or a human) can still save the logs, then complete.
-                tracing::error!("drain cannot read the registry: {e}");
-                let wait = hold_until.saturating_duration_since(Instant::now());
+        let drain_until = Instant::now() + opts.timeout;
+        let mut reported_error = None;
+        loop {
+            let mut stop_reason = StopReason::None;
+            let stop = async {
                 tokio::select! {
-                    _ = self.until_shutdown() => return HoldOutcome::ShutDown("unknown".into()),
-                    _ = gone.wait_for(|g| *g) => return HoldOutcome::Gone,
-                    _ = tokio::time::sleep(wait) => {}
+                    _ = self.until_shutdown() => stop_reason = StopReason::Shutdown,
+                    _ = gone.wait_for(|g| *g) => stop_reason = StopReason::Gone,
                 }
-                HoldOutcome::TimedOut("unknown (registry unreadable)".into())
-            }
+            };
+            let opts = DrainOptions {
+                timeout: drain_until.saturating_duration_since(Instant::now()),
+                ..opts.clone()
+            };
+            let outcome = drain::drain(&opts, stop, |p| {
+                let s = p.summary();
+                tracing::info!("drain progress: {s}");
+                sdnotify::status(&format!("draining: {s}"));
+            })
+            .await;
+            return match outcome {
+                Ok(Outcome::Drained { backlog, waited }) => {
+                    tracing::info!(
+                        "drained: {} shipped to the end after {}",
+                        plural(backlog.files.len(), "file"),
+                        duration::format(waited)
+                    );
+                    HoldOutcome::Drained
+                }
+                Ok(Outcome::TimedOut { backlog }) => {
+                    HoldOutcome::TimedOut(human_bytes(backlog.pending_bytes))
+                }
+                Ok(Outcome::Interrupted { backlog }) => match stop_reason {
+                    StopReason::Gone => HoldOutcome::Gone,
+                    _ => HoldOutcome::ShutDown(human_bytes(backlog.pending_bytes)),
+                },
+                Err(e) => {
+                    // An unreadable registry never counts as drained. Keep the instance and
+                    // try again: filebeat may be starting, or a human may fix it in time.
+                    let msg = e.to_string();
+                    if reported_error.as_deref() != Some(msg.as_str()) {
+                        tracing::error!("drain cannot read the registry, retrying every 5s until the drain times out: {msg}");
+                        sdnotify::status(&format!("draining: registry unreadable: {msg}"));
+                    }
+                    reported_error = Some(msg);
+                    let left = drain_until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return HoldOutcome::TimedOut("unknown (registry unreadable)".into());
+                    }
+                    tokio::select! {
+                        _ = self.until_shutdown() => return HoldOutcome::ShutDown("unknown".into()),
+                        _ = gone.wait_for(|g| *g) => return HoldOutcome::Gone,
+                        _ = tokio::time::sleep(left.min(Duration::from_secs(5))) => {}
+                    }
+                    continue;
+                }
+            };
         }
     }
 

@@ -694,3 +694,39 @@ async fn completion_latency_after_the_last_ack() {
         samples[19] * 1000.0
     );
 }
+
+#[tokio::test]
+async fn an_unreadable_registry_holds_the_instance_until_it_can_be_read() {
+    let g = group("noregistry", 1, 60).await;
+    let me = g.instances[0].clone();
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data"); // filebeat has not written it yet
+    let agent = Agent::start(&g, &me, &data, &[]);
+    agent
+        .wait_log("drainhook agent started", Duration::from_secs(15))
+        .await;
+    g.scale_in(&me).await;
+    agent
+        .wait_log("cannot read the registry", Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        g.state(&me).await.as_deref(),
+        Some("Terminating:Wait"),
+        "an unreadable registry is never \"drained\""
+    );
+    // filebeat starts and ships: the agent drains and completes
+    let (data2, _sim, written) = shipping(t.path(), 20_000, "100000");
+    assert_eq!(data2, data);
+    g.wait_gone(&me, Duration::from_secs(60)).await;
+    assert_eq!(acked_bytes(&data), written);
+    let logs = agent.logs();
+    assert!(
+        logs.contains("completed lifecycle action with CONTINUE"),
+        "{logs}"
+    );
+    assert_eq!(
+        logs.matches("cannot read the registry").count(),
+        1,
+        "logged once: {logs}"
+    );
+}
