@@ -351,6 +351,18 @@ fn shipping(dir: &Path, bytes: u64, rate: &str) -> (PathBuf, Sim, u64) {
     (data, sim, written)
 }
 
+/// Starts the agent for `me`, scales the group in on `me` once the agent listens, and
+/// waits for the agent to log `until`.
+async fn start_and_scale_in(g: &Group, me: &str, data: &Path, until: &str) -> Agent {
+    let agent = Agent::start(g, me, data, &[]);
+    agent
+        .wait_log("drainhook agent started", Duration::from_secs(15))
+        .await;
+    g.scale_in(me).await;
+    agent.wait_log(until, Duration::from_secs(30)).await;
+    agent
+}
+
 // ---------------------------------------------------------------- scenarios
 
 #[tokio::test]
@@ -417,14 +429,7 @@ async fn a_drain_longer_than_several_heartbeat_timeouts_keeps_the_instance() {
     let me = g.instances[0].clone();
     let t = tempfile::tempdir().unwrap();
     let (data, _sim, written) = shipping(t.path(), 80_000, "10000");
-    let agent = Agent::start(&g, &me, &data, &[]);
-    agent
-        .wait_log("drainhook agent started", Duration::from_secs(15))
-        .await;
-    g.scale_in(&me).await;
-    agent
-        .wait_log("holding instance", Duration::from_secs(30))
-        .await;
+    let agent = start_and_scale_in(&g, &me, &data, "holding instance").await;
     // 3 heartbeat timeouts later the instance is still held
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(
@@ -701,14 +706,7 @@ async fn an_unreadable_registry_holds_the_instance_until_it_can_be_read() {
     let me = g.instances[0].clone();
     let t = tempfile::tempdir().unwrap();
     let data = t.path().join("data"); // filebeat has not written it yet
-    let agent = Agent::start(&g, &me, &data, &[]);
-    agent
-        .wait_log("drainhook agent started", Duration::from_secs(15))
-        .await;
-    g.scale_in(&me).await;
-    agent
-        .wait_log("cannot read the registry", Duration::from_secs(30))
-        .await;
+    let agent = start_and_scale_in(&g, &me, &data, "cannot read the registry").await;
     assert_eq!(
         g.state(&me).await.as_deref(),
         Some("Terminating:Wait"),
