@@ -61,6 +61,12 @@ fn locates_every_layout_from_any_starting_point() {
     let old = t.path().join("old");
     fs::create_dir_all(&old).unwrap();
     fs::write(old.join("registry"), "[]").unwrap();
+    // the beat's own meta.json (its uuid) sits beside the 5.x/6.x registry file
+    fs::write(
+        old.join("meta.json"),
+        r#"{"uuid":"1c0e6a5e-2d7c-4f5a-8f7e-3a1b2c3d4e5f"}"#,
+    )
+    .unwrap();
     assert_eq!(locate(&old).unwrap().format, Format::Array);
     assert_eq!(locate(&old.join("registry")).unwrap().format, Format::Array);
     // 7.0-7.8: data.json
@@ -88,11 +94,13 @@ fn locates_every_layout_from_any_starting_point() {
     let new = t.path().join("new");
     let d = memlog_dir(&new);
     fs::write(d.join("log.json"), "").unwrap();
+    fs::write(d.join("12.json"), "[]").unwrap();
     for p in [
         new.clone(),
         new.join("registry"),
         d.clone(),
         d.join("log.json"),
+        d.join("12.json"),
     ] {
         let loc = locate(&p).unwrap();
         assert_eq!((loc.format, loc.path.clone()), (Format::Memlog, d.clone()));
@@ -112,6 +120,12 @@ fn unknown_backends_and_missing_registries_are_named() {
         err.contains("bbolt") && err.contains("filebeat.db"),
         "{err}"
     );
+
+    let looped = t.path().join("loop");
+    fs::create_dir_all(&looped).unwrap();
+    std::os::unix::fs::symlink(&looped, looped.join("registry")).unwrap();
+    let err = Registry::open(&looped).err().unwrap().to_string();
+    assert!(err.contains("loop"), "{err}");
 
     let err = Registry::open(&t.path().join("nope"))
         .err()

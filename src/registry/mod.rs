@@ -152,15 +152,30 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/filebeat";
 /// Finds the registry from any of: the data dir (`/var/lib/filebeat`), the `registry`
 /// file or directory, the `registry/filebeat` directory or a file inside it.
 pub fn locate(path: &Path) -> Result<Location, RegistryError> {
+    locate_within(path, 4)
+}
+
+/// `depth` bounds the walk (data dir → registry → filebeat), so that a link loop is an
+/// error, not an endless recursion.
+fn locate_within(path: &Path, depth: u8) -> Result<Location, RegistryError> {
+    if depth == 0 {
+        return Err(RegistryError::NotFound {
+            path: path.to_path_buf(),
+            looked_for: "a registry within 3 levels (is there a link loop?)".into(),
+        });
+    }
+    let locate = |p: &Path| locate_within(p, depth - 1);
     let meta = fs::metadata(path).map_err(io_err(path))?;
     if meta.is_file() {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if let Some(parent) = path.parent() {
-            let in_store = ["log.json", "meta.json", "active.dat", "data.json"].contains(&name)
-                || parent.join("meta.json").is_file();
-            if in_store {
-                return locate(parent);
-            }
+        // A file of a 7.x+ store names its directory. (The data dir's own `meta.json`, the
+        // beat's uuid, sits beside a 5.x/6.x `registry` file: not a reason to go up.)
+        let checkpoint = name
+            .strip_suffix(".json")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        let in_store = checkpoint || ["log.json", "active.dat", "data.json"].contains(&name);
+        if let (true, Some(parent)) = (in_store, path.parent()) {
+            return locate(parent);
         }
         return Ok(Location {
             format: Format::Array,
