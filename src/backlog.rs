@@ -207,10 +207,10 @@ struct Found {
 
 /// Computes the backlog of the registry as it was last refreshed.
 pub fn compute(registry: &Registry, procs: &ProcScan) -> Backlog {
-    let mut open_files: Option<Vec<OpenFile>> = None;
+    let mut seen = Seen::default();
     let mut files = Vec::new();
     for e in registry.entries() {
-        files.push(assess(e, procs, &mut open_files));
+        files.push(assess(e, procs, &mut seen));
     }
     let pending_bytes = files.iter().map(|f| f.pending).sum();
     Backlog {
@@ -220,7 +220,16 @@ pub fn compute(registry: &Registry, procs: &ProcScan) -> Backlog {
     }
 }
 
-fn assess(e: &Entry, procs: &ProcScan, open: &mut Option<Vec<OpenFile>>) -> FileBacklog {
+/// What one backlog computation has already looked at: filebeat's open files and the
+/// directories searched for rotated files. A registry keeps many entries of files long
+/// gone; each would otherwise list its directory again.
+#[derive(Default)]
+struct Seen {
+    open_files: Option<Vec<OpenFile>>,
+    dirs: std::collections::HashMap<PathBuf, Vec<(String, PathBuf, fs::Metadata)>>,
+}
+
+fn assess(e: &Entry, procs: &ProcScan, seen: &mut Seen) -> FileBacklog {
     let mut fb = FileBacklog {
         source: e.source.clone(),
         inode: e.inode,
@@ -233,12 +242,12 @@ fn assess(e: &Entry, procs: &ProcScan, open: &mut Option<Vec<OpenFile>>) -> File
     };
     if e.ttl == -2 {
         fb.state = State::Unmanaged;
-        if let Some(f) = find(e, procs, open) {
+        if let Some(f) = find(e, procs, seen) {
             fb.size = Some(f.size);
         }
         return fb;
     }
-    let Some(found) = find(e, procs, open) else {
+    let Some(found) = find(e, procs, seen) else {
         return fb;
     };
     if e.source.as_deref() != Some(found.path.as_path()) {
@@ -267,7 +276,7 @@ fn matches(e: &Entry, meta: &fs::Metadata, path: &Path) -> bool {
     }
 }
 
-fn find(e: &Entry, procs: &ProcScan, open: &mut Option<Vec<OpenFile>>) -> Option<Found> {
+fn find(e: &Entry, procs: &ProcScan, seen: &mut Seen) -> Option<Found> {
     if let Some(src) = &e.source {
         if let Ok(meta) = fs::metadata(src) {
             if matches(e, &meta, src) {
@@ -280,11 +289,11 @@ fn find(e: &Entry, procs: &ProcScan, open: &mut Option<Vec<OpenFile>>) -> Option
         if e.identity == Identity::Path {
             return None; // a path identity has nothing else to match on
         }
-        if let Some(found) = find_rotated(e, src) {
+        if let Some(found) = find_rotated(e, src, &mut seen.dirs) {
             return Some(found);
         }
     }
-    let open = open.get_or_insert_with(|| open_files(procs));
+    let open = seen.open_files.get_or_insert_with(|| open_files(procs));
     open.iter().find_map(|o| {
         let hit = match &e.identity {
             Identity::Fingerprint(want) => {
@@ -302,30 +311,38 @@ fn find(e: &Entry, procs: &ProcScan, open: &mut Option<Vec<OpenFile>>) -> Option
 /// Looks for the file renamed by rotation in the source's directory. Inode numbers are
 /// reused, so only names that continue the source's name (`app.log` → `app.log.1`,
 /// `app-2024-01-01.log`) count; an unrelated file that got the inode is not the entry's.
-fn find_rotated(e: &Entry, src: &Path) -> Option<Found> {
+fn find_rotated(
+    e: &Entry,
+    src: &Path,
+    dirs: &mut std::collections::HashMap<PathBuf, Vec<(String, PathBuf, fs::Metadata)>>,
+) -> Option<Found> {
     let dir = src.parent()?;
     let base = src.file_name()?.to_str()?;
     let stem = base.split('.').next().unwrap_or(base);
     if stem.is_empty() {
         return None;
     }
-    for d in fs::read_dir(dir).ok()?.flatten() {
-        let name = d.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name == base || !name.starts_with(stem) {
-            continue;
-        }
-        let p = d.path();
-        if let Ok(meta) = fs::metadata(&p) {
-            if matches(e, &meta, &p) {
-                return Some(Found {
-                    path: p,
-                    size: meta.len(),
-                });
-            }
-        }
-    }
-    None
+    let listing = dirs.entry(dir.to_path_buf()).or_insert_with(|| {
+        let Ok(rd) = fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter_map(|d| {
+                let name = d.file_name().to_str()?.to_string();
+                let p = d.path();
+                let meta = fs::metadata(&p).ok()?;
+                Some((name, p, meta))
+            })
+            .collect()
+    });
+    listing
+        .iter()
+        .filter(|(name, _, _)| name != base && name.starts_with(stem))
+        .find(|(_, p, meta)| matches(e, meta, p))
+        .map(|(_, p, meta)| Found {
+            path: p.clone(),
+            size: meta.len(),
+        })
 }
 
 /// sha256 of the first 1024 bytes, as filestream's `fingerprint` identity computes it.
