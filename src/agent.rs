@@ -213,6 +213,19 @@ impl Agent {
                 self.delete(&m).await;
                 false
             }
+            Notice::SpotInterruption {
+                instance_id,
+                action,
+            } if instance_id == self.instance_id => {
+                // Two minutes' warning that no lifecycle hook can extend: there is nothing to
+                // hold. The shutdown fallback (drainhook-shutdown.service) drains at shutdown.
+                tracing::warn!(
+                    message_id = %id,
+                    "spot interruption ({action}) for this instance: it cannot be held; the shutdown fallback will drain what it can"
+                );
+                self.delete(&m).await;
+                false
+            }
             Notice::Malformed { reason } | Notice::Unknown { reason } => {
                 self.reject(&m, &id, &reason).await;
                 false

@@ -507,6 +507,17 @@ async fn the_test_notification_is_deleted() {
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(g.messages_in_queue().await, 0);
+
+    // A Spot warning for this instance cannot be held: it is said and deleted.
+    g.send(&format!(
+        r#"{{"version":"0","detail-type":"EC2 Spot Instance Interruption Warning","source":"aws.ec2","detail":{{"instance-id":"{me}","instance-action":"terminate"}}}}"#
+    ))
+    .await;
+    agent
+        .wait_log("spot interruption (terminate)", Duration::from_secs(30))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(g.messages_in_queue().await, 0);
 }
 
 #[tokio::test]
