@@ -337,20 +337,6 @@ impl Drop for Agent {
     }
 }
 
-/// Log files with lines already written, and the simulator shipping them at `rate`.
-fn shipping(dir: &Path, bytes: u64, rate: &str) -> (PathBuf, Sim, u64) {
-    let logs = dir.join("logs");
-    fs::create_dir_all(&logs).unwrap();
-    let data = dir.join("data");
-    let written = write_logs(
-        &logs.join("app.log"),
-        &["--rate", "10000000", "--total", &bytes.to_string()],
-    );
-    let sim = Sim::ship(&data, &["--rate", rate], &[&logs.join("app.log*")]);
-    sim.wait_registry(&data);
-    (data, sim, written)
-}
-
 /// Starts the agent for `me`, scales the group in on `me` once the agent listens, and
 /// waits for the agent to log `until`.
 async fn start_and_scale_in(g: &Group, me: &str, data: &Path, until: &str) -> Agent {
@@ -370,7 +356,7 @@ async fn scale_in_is_held_until_the_last_byte_is_acked_then_completed() {
     let g = group("scalein", 2, 60).await;
     let me = g.instances[0].clone();
     let t = tempfile::tempdir().unwrap();
-    let (data, sim, written) = shipping(t.path(), 150_000, "50000");
+    let (data, sim, written) = shipping(t.path(), 150_000, &["--rate", "50000"]);
     let agent = Agent::start(&g, &me, &data, &[]);
     agent
         .wait_log("drainhook agent started", Duration::from_secs(15))
@@ -428,7 +414,7 @@ async fn a_drain_longer_than_several_heartbeat_timeouts_keeps_the_instance() {
     let g = group("longdrain", 1, 2).await;
     let me = g.instances[0].clone();
     let t = tempfile::tempdir().unwrap();
-    let (data, _sim, written) = shipping(t.path(), 80_000, "10000");
+    let (data, _sim, written) = shipping(t.path(), 80_000, &["--rate", "10000"]);
     let agent = start_and_scale_in(&g, &me, &data, "holding instance").await;
     // 3 heartbeat timeouts later the instance is still held
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -451,7 +437,7 @@ async fn other_instances_messages_stay_visible_to_others() {
     let me = g.instances[0].clone();
     let t = tempfile::tempdir().unwrap();
     // a drain of several seconds, so the agent is busy holding its own instance
-    let (data, _sim, _) = shipping(t.path(), 100_000, "20000");
+    let (data, _sim, _) = shipping(t.path(), 100_000, &["--rate", "20000"]);
     let foreign = r#"{"LifecycleHookName":"drain","AccountId":"123456789012","LifecycleTransition":"autoscaling:EC2_INSTANCE_TERMINATING","AutoScalingGroupName":"other","Service":"AWS Auto Scaling","EC2InstanceId":"i-0someoneelse","LifecycleActionToken":"t-1"}"#;
     let agent = Agent::start(&g, &me, &data, &[]);
     agent
@@ -500,7 +486,7 @@ async fn the_test_notification_is_deleted() {
         "PutLifecycleHook sent a test notification"
     );
     let t = tempfile::tempdir().unwrap();
-    let (data, _sim, _) = shipping(t.path(), 1000, "1000000");
+    let (data, _sim, _) = shipping(t.path(), 1000, &["--rate", "1000000"]);
     let agent = Agent::start(&g, &me, &data, &[]);
     agent
         .wait_log("test notification: deleted", Duration::from_secs(30))
@@ -525,7 +511,7 @@ async fn a_malformed_body_is_kept_and_the_agent_keeps_serving() {
     let g = group("malformed", 1, 60).await;
     let me = g.instances[0].clone();
     let t = tempfile::tempdir().unwrap();
-    let (data, _sim, _) = shipping(t.path(), 1000, "1000000");
+    let (data, _sim, _) = shipping(t.path(), 1000, &["--rate", "1000000"]);
     let dlq = g
         .sqs
         .create_queue()
@@ -584,7 +570,7 @@ async fn an_action_completed_elsewhere_is_handled_without_a_retry_storm() {
         .await
         .unwrap();
     let t = tempfile::tempdir().unwrap();
-    let (data, _sim, _) = shipping(t.path(), 1000, "1000000");
+    let (data, _sim, _) = shipping(t.path(), 1000, &["--rate", "1000000"]);
     let agent = Agent::start(&g, &me, &data, &[]);
     agent
         .wait_log("already completed or expired", Duration::from_secs(30))
@@ -605,7 +591,7 @@ async fn an_agent_killed_mid_drain_resumes_after_restart() {
     let g = group("restart", 1, 60).await;
     let me = g.instances[0].clone();
     let t = tempfile::tempdir().unwrap();
-    let (data, sim, written) = shipping(t.path(), 120_000, "15000");
+    let (data, sim, written) = shipping(t.path(), 120_000, &["--rate", "15000"]);
     let mut agent = Agent::start(&g, &me, &data, &[]);
     g.scale_in(&me).await;
     agent.wait_log("draining:", Duration::from_secs(30)).await;
@@ -633,7 +619,7 @@ async fn a_drain_timeout_completes_with_the_configured_result() {
     let g = group("timeout", 1, 60).await;
     let me = g.instances[0].clone();
     let t = tempfile::tempdir().unwrap();
-    let (data, _sim, _) = shipping(t.path(), 500_000, "1000");
+    let (data, _sim, _) = shipping(t.path(), 500_000, &["--rate", "1000"]);
     let agent = Agent::start(
         &g,
         &me,
@@ -683,7 +669,7 @@ async fn completion_latency_after_the_last_ack() {
         let g = group("latency", 1, 60).await;
         let me = g.instances[0].clone();
         let t = tempfile::tempdir().unwrap();
-        let (data, sim, _) = shipping(t.path(), 30_000, "60000");
+        let (data, sim, _) = shipping(t.path(), 30_000, &["--rate", "60000"]);
         let agent = Agent::start(&g, &me, &data, &[]);
         agent
             .wait_log("drainhook agent started", Duration::from_secs(15))
@@ -724,7 +710,7 @@ async fn an_unreadable_registry_holds_the_instance_until_it_can_be_read() {
         "an unreadable registry is never \"drained\""
     );
     // filebeat starts and ships: the agent drains and completes
-    let (data2, _sim, written) = shipping(t.path(), 20_000, "100000");
+    let (data2, _sim, written) = shipping(t.path(), 20_000, &["--rate", "100000"]);
     assert_eq!(data2, data);
     g.wait_gone(&me, Duration::from_secs(60)).await;
     assert_eq!(acked_bytes(&data), written);

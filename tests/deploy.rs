@@ -116,15 +116,7 @@ fn sysv(root: &Path, action: &str, data: &Path) -> (i32, String, std::time::Dura
 #[test]
 fn the_sysv_script_arms_at_start_and_drains_at_stop() {
     let t = tempfile::tempdir().unwrap();
-    let logs = t.path().join("logs");
-    fs::create_dir_all(&logs).unwrap();
-    let data = t.path().join("data");
-    let written = write_logs(
-        &logs.join("app.log"),
-        &["--rate", "10000000", "--total", "60000"],
-    );
-    let sim = Sim::ship(&data, &["--rate", "20000"], &[&logs.join("app.log*")]);
-    sim.wait_registry(&data);
+    let (data, _sim, written) = shipping(t.path(), 60_000, &["--rate", "20000"]);
     let lock = t.path().join("var/lock/subsys/drainhook");
 
     let (code, text, _) = sysv(t.path(), "status", &data);

@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use std::fs;
 
 #[test]
 #[ignore = "measurement: run with `make latency`"]
@@ -14,15 +13,7 @@ fn drain_latency_after_the_last_ack() {
     let mut samples = Vec::new();
     for run in 0..20 {
         let t = tempfile::tempdir().unwrap();
-        let logs = t.path().join("logs");
-        fs::create_dir_all(&logs).unwrap();
-        let data = t.path().join("data");
-        write_logs(
-            &logs.join("app.log"),
-            &["--rate", "10000000", "--total", "100000"],
-        );
-        let sim = Sim::ship(&data, &["--rate", "100000"], &[&logs.join("app.log*")]);
-        sim.wait_registry(&data);
+        let (data, sim, _) = shipping(t.path(), 100_000, &["--rate", "100000"]);
         let out = drainhook()
             .args(["drain", "--settle", "1s", "--registry"])
             .arg(&data)

@@ -98,17 +98,12 @@ fn data_json_of_filebeat_7_0_to_7_8() {
 #[test]
 fn a_deleted_file_still_open_in_filebeat_is_waited_for() {
     let t = tempfile::tempdir().unwrap();
-    let logs = t.path().join("logs");
-    fs::create_dir_all(&logs).unwrap();
-    let data = t.path().join("data");
-    let log = logs.join("app.log");
-    let written = write_logs(&log, &["--rate", "1000000", "--total", "60000"]);
-    let sim = Sim::ship(
-        &data,
+    let (data, _sim, written) = shipping(
+        t.path(),
+        60_000,
         &["--rate", "20000", "--close-inactive", "30"],
-        &[&logs.join("*.log")],
     );
-    sim.wait_registry(&data);
+    let log = t.path().join("logs/app.log");
     fs::remove_file(&log).unwrap();
     let out = drainhook()
         .args([
@@ -131,15 +126,7 @@ fn a_deleted_file_still_open_in_filebeat_is_waited_for() {
 #[test]
 fn timeout_exits_2_and_names_what_is_pending() {
     let t = tempfile::tempdir().unwrap();
-    let logs = t.path().join("logs");
-    fs::create_dir_all(&logs).unwrap();
-    let data = t.path().join("data");
-    write_logs(
-        &logs.join("slow.log"),
-        &["--rate", "1000000", "--total", "500000"],
-    );
-    let sim = Sim::ship(&data, &["--rate", "10000"], &[&logs.join("*.log")]);
-    sim.wait_registry(&data);
+    let (data, _sim, _) = shipping(t.path(), 500_000, &["--rate", "10000"]);
     let out = drainhook()
         .args(["drain", "--timeout", "1s", "--registry"])
         .arg(&data)
@@ -148,7 +135,7 @@ fn timeout_exits_2_and_names_what_is_pending() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("timed out") && err.contains("slow.log"),
+        err.contains("timed out") && err.contains("app.log"),
         "{err}"
     );
 }
@@ -156,15 +143,7 @@ fn timeout_exits_2_and_names_what_is_pending() {
 #[test]
 fn sigterm_exits_3_and_says_what_was_pending() {
     let t = tempfile::tempdir().unwrap();
-    let logs = t.path().join("logs");
-    fs::create_dir_all(&logs).unwrap();
-    let data = t.path().join("data");
-    write_logs(
-        &logs.join("busy.log"),
-        &["--rate", "1000000", "--total", "500000"],
-    );
-    let sim = Sim::ship(&data, &["--rate", "10000"], &[&logs.join("*.log")]);
-    sim.wait_registry(&data);
+    let (data, _sim, _) = shipping(t.path(), 500_000, &["--rate", "10000"]);
     let child = drainhook()
         .args(["drain", "--registry"])
         .arg(&data)
@@ -178,7 +157,7 @@ fn sigterm_exits_3_and_says_what_was_pending() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("SIGTERM") && err.contains("busy.log"), "{err}");
+    assert!(err.contains("SIGTERM") && err.contains("app.log"), "{err}");
 }
 
 #[test]

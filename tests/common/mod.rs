@@ -134,3 +134,19 @@ pub fn acked_bytes(data_dir: &Path) -> u64 {
         .map(|f| f["offset"].as_u64().unwrap())
         .sum()
 }
+
+/// `app.log` in `<dir>/logs` holding `bytes` already written, and the simulator shipping
+/// `logs/app.log*` into `<dir>/data` with `sim_args` (e.g. `["--rate", "20000"]`).
+/// Returns the data dir, the simulator and the bytes written.
+pub fn shipping(dir: &Path, bytes: u64, sim_args: &[&str]) -> (PathBuf, Sim, u64) {
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let data = dir.join("data");
+    let written = write_logs(
+        &logs.join("app.log"),
+        &["--rate", "10000000", "--total", &bytes.to_string()],
+    );
+    let sim = Sim::ship(&data, sim_args, &[&logs.join("app.log*")]);
+    sim.wait_registry(&data);
+    (data, sim, written)
+}
