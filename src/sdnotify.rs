@@ -37,3 +37,25 @@ pub fn status(status: &str) {
 pub fn stopping() {
     send("STOPPING=1");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_and_status_reach_the_notify_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        // Only this test sets NOTIFY_SOCKET; the others never read it.
+        std::env::set_var("NOTIFY_SOCKET", &path);
+        ready("idle, listening on q");
+        status("draining: 1.0 MB left in 2 files");
+        std::env::remove_var("NOTIFY_SOCKET");
+        let mut buf = [0u8; 256];
+        let n = sock.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1\nSTATUS=idle, listening on q");
+        let n = sock.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"STATUS=draining: 1.0 MB left in 2 files");
+    }
+}
