@@ -160,16 +160,22 @@ impl Agent {
             };
             // Our own termination may hold us for an hour: first give the batch's other
             // messages back (or handle them), so other instances' agents are not delayed.
-            let mut messages = messages;
-            messages.sort_by_key(|m| self.is_own_termination(m));
-            let mut only_foreign = !messages.is_empty();
-            for m in messages {
+            let mut batch: Vec<(Message, Notice)> = messages
+                .into_iter()
+                .map(|m| {
+                    let notice = message::parse(m.body().unwrap_or(""));
+                    (m, notice)
+                })
+                .collect();
+            batch.sort_by_key(|(_, n)| self.is_own_termination(n));
+            let mut only_foreign = !batch.is_empty();
+            for (m, notice) in batch {
                 if self.stopping() {
                     // Not looked at: give it back at once.
                     self.release(&m).await;
                     continue;
                 }
-                only_foreign &= self.dispatch(m).await;
+                only_foreign &= self.dispatch(m, notice).await;
             }
             if only_foreign {
                 // The queue is shared: don't spin on other instances' messages.
@@ -186,15 +192,13 @@ impl Agent {
         }
     }
 
-    fn is_own_termination(&self, m: &Message) -> bool {
-        matches!(message::parse(m.body().unwrap_or("")),
-            Notice::Terminating(a) if a.instance_id == self.instance_id)
+    fn is_own_termination(&self, n: &Notice) -> bool {
+        matches!(n, Notice::Terminating(a) if a.instance_id == self.instance_id)
     }
 
     /// Handles one message; returns whether it was another instance's.
-    async fn dispatch(&self, m: Message) -> bool {
+    async fn dispatch(&self, m: Message, notice: Notice) -> bool {
         let id = m.message_id().unwrap_or("?").to_string();
-        let notice = message::parse(m.body().unwrap_or(""));
         match notice {
             Notice::Terminating(action) if action.instance_id == self.instance_id => {
                 tracing::info!(
@@ -287,22 +291,8 @@ impl Agent {
     }
 
     async fn set_visibility(&self, m: &Message, secs: i32) {
-        let Some(receipt) = m.receipt_handle() else {
-            return;
-        };
-        if let Err(e) = self
-            .sqs
-            .change_message_visibility()
-            .queue_url(&self.cfg.queue_url)
-            .receipt_handle(receipt)
-            .visibility_timeout(secs)
-            .send()
-            .await
-        {
-            tracing::warn!(
-                "ChangeMessageVisibility failed: {}",
-                DisplayErrorContext(&e)
-            );
+        if let Some(receipt) = m.receipt_handle() {
+            change_visibility(&self.sqs, &self.cfg.queue_url, receipt, secs).await;
         }
     }
 
@@ -416,19 +406,7 @@ impl Agent {
                 tokio::time::sleep_until(wake).await;
                 let now = Instant::now();
                 if let Some(r) = receipt.as_deref().filter(|_| now >= next_vis) {
-                    if let Err(e) = sqs
-                        .change_message_visibility()
-                        .queue_url(&queue)
-                        .receipt_handle(r)
-                        .visibility_timeout(vis.as_secs() as i32)
-                        .send()
-                        .await
-                    {
-                        tracing::warn!(
-                            "extending the message's visibility failed: {}",
-                            DisplayErrorContext(&e)
-                        );
-                    }
+                    change_visibility(&sqs, &queue, r, vis.as_secs() as i32).await;
                     next_vis = now + vis / 2;
                 }
                 if now >= next_beat {
@@ -580,6 +558,24 @@ impl Agent {
                 }
             }
         }
+    }
+}
+
+/// ChangeMessageVisibility: 0 releases a message, more extends the hold on it. A failure
+/// is logged; the message simply comes back when its current visibility ends.
+async fn change_visibility(sqs: &aws_sdk_sqs::Client, queue: &str, receipt: &str, secs: i32) {
+    if let Err(e) = sqs
+        .change_message_visibility()
+        .queue_url(queue)
+        .receipt_handle(receipt)
+        .visibility_timeout(secs)
+        .send()
+        .await
+    {
+        tracing::warn!(
+            "ChangeMessageVisibility ({secs}s) failed: {}",
+            DisplayErrorContext(&e)
+        );
     }
 }
 
