@@ -38,9 +38,20 @@ pub struct AgentArgs {
     #[arg(long, env = "DRAINHOOK_CONFIG")]
     pub config: Option<PathBuf>,
 
-    /// SQS queue URL the lifecycle hook notifies (required).
+    /// SQS queue the lifecycle hook notifies: a second trigger beside IMDS [default: none,
+    /// IMDS alone, no SQS call].
     #[arg(long, env = "DRAINHOOK_QUEUE_URL")]
     pub queue_url: Option<String>,
+
+    /// Watch IMDS autoscaling/target-lifecycle-state (once a second) for this instance's
+    /// termination [default: true]. `false` leaves the queue as the only trigger.
+    #[arg(long, env = "DRAINHOOK_IMDS_TRIGGER", value_name = "BOOL")]
+    pub imds_trigger: Option<bool>,
+
+    /// The termination hook to hold for, when the group has several [default: the group's
+    /// only autoscaling:EC2_INSTANCE_TERMINATING hook].
+    #[arg(long, env = "DRAINHOOK_HOOK_NAME")]
+    pub hook_name: Option<String>,
 
     /// Queue that malformed or unknown messages are moved to (send, then delete). Without it
     /// they stay in the queue until its retention ends.
@@ -111,8 +122,12 @@ pub struct AgentArgs {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    /// SQS queue URL the lifecycle hook notifies.
+    /// SQS queue URL the lifecycle hook notifies (optional: IMDS alone without it).
     pub queue_url: Option<String>,
+    /// Watch IMDS for this instance's termination (default true).
+    pub imds_trigger: Option<bool>,
+    /// The termination hook to hold for, when the group has several.
+    pub hook_name: Option<String>,
     /// Queue for malformed or unknown messages.
     pub dead_letter_queue_url: Option<String>,
     /// filebeat's data dir or registry path.
@@ -148,7 +163,9 @@ pub struct FileConfig {
 /// The resolved configuration the agent runs with.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    pub queue_url: String,
+    pub queue_url: Option<String>,
+    pub imds_trigger: bool,
+    pub hook_name: Option<String>,
     pub dead_letter_queue_url: Option<String>,
     pub registry: PathBuf,
     pub instance_id: Option<String>,
@@ -202,12 +219,14 @@ impl AgentArgs {
                 )))
             }
         };
-        let queue_url = self.queue_url.or(file.queue_url).ok_or_else(|| {
-            ConfigError(format!(
-                "no queue: set --queue-url, DRAINHOOK_QUEUE_URL or queue_url in {}",
+        let queue_url = self.queue_url.or(file.queue_url).filter(|q| !q.is_empty());
+        let imds_trigger = self.imds_trigger.or(file.imds_trigger).unwrap_or(true);
+        if queue_url.is_none() && !imds_trigger {
+            return Err(ConfigError(format!(
+                "no trigger: imds_trigger is false and no queue is set (--queue-url, DRAINHOOK_QUEUE_URL or queue_url in {}); the agent could never learn of a termination",
                 path.display()
-            ))
-        })?;
+            )));
+        }
         let max_hold = self
             .max_hold
             .or(file_duration("max_hold", file.max_hold)?)
@@ -227,6 +246,8 @@ impl AgentArgs {
         }
         Ok(AgentConfig {
             queue_url,
+            imds_trigger,
+            hook_name: self.hook_name.or(file.hook_name),
             dead_letter_queue_url: self.dead_letter_queue_url.or(file.dead_letter_queue_url),
             registry: self
                 .registry
@@ -302,12 +323,21 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(cfg.queue_url, "https://q/flag");
+        assert_eq!(cfg.queue_url.as_deref(), Some("https://q/flag"));
+        assert!(cfg.imds_trigger);
         assert_eq!(cfg.settle, Duration::from_secs(2));
         assert_eq!(cfg.max_hold, Duration::from_secs(1800));
         assert_eq!(cfg.on_timeout, OnTimeout::Abandon);
         assert_eq!(cfg.pre_drain, vec!["systemctl stop app".to_string()]);
         assert_eq!(cfg.visibility_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn without_a_queue_the_agent_runs_on_imds_alone() {
+        let cfg = with_file("hook_name = \"drain\"\n", AgentArgs::default()).unwrap();
+        assert_eq!(cfg.queue_url, None);
+        assert!(cfg.imds_trigger);
+        assert_eq!(cfg.hook_name.as_deref(), Some("drain"));
     }
 
     #[test]
@@ -329,7 +359,9 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("max_hold"), "{e}");
-        let e = with_file("", AgentArgs::default()).unwrap_err().to_string();
-        assert!(e.contains("--queue-url"), "{e}");
+        let e = with_file("imds_trigger = false\n", AgentArgs::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no trigger") && e.contains("--queue-url"), "{e}");
     }
 }

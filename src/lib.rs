@@ -18,3 +18,4 @@ pub mod logging;
 pub mod message;
 pub mod registry;
 pub mod sdnotify;
+pub mod utc;

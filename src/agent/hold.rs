@@ -1,0 +1,377 @@
+//! Hold → drain → complete: the one path every trigger's action runs through.
+//!
+//! The first heartbeat says whether the action is still alive. Then the [`keeper`] keeps it
+//! alive while the pre-drain commands run and the drain waits for filebeat; the action is
+//! completed with CONTINUE (drained) or `--on-timeout`, retried until the action's own
+//! deadline; and only then are its messages deleted.
+
+use super::keeper::{self, Messages, Renewer};
+use super::{fmt_d, Ctx, Source};
+use crate::backlog::{human_bytes, plural, Backlog, ProcScan};
+use crate::drain::{self, DrainOptions, Outcome};
+use crate::exit;
+use crate::lifecycle::{CallError, HookTiming};
+use crate::message::LifecycleAction;
+use crate::sdnotify;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+
+/// How a hold ended, for the coordinator.
+pub(crate) struct End {
+    pub finished_at: SystemTime,
+}
+
+/// `messages`: the action's messages so far; the coordinator adds those that arrive later
+/// and wakes `adopted`.
+pub(crate) async fn run(
+    ctx: Arc<Ctx>,
+    action: LifecycleAction,
+    source: Source,
+    messages: Messages,
+    adopted: Arc<Notify>,
+) -> End {
+    hold(&ctx, &action, source, &messages, adopted).await;
+    End {
+        finished_at: SystemTime::now(),
+    }
+}
+
+async fn hold(
+    ctx: &Arc<Ctx>,
+    action: &LifecycleAction,
+    source: Source,
+    messages: &Messages,
+    adopted: Arc<Notify>,
+) {
+    let started = Instant::now();
+    let timing = match ctx.lifecycle.hook_timing(&action.group, &action.hook).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!("cannot read the hook's timeouts, assuming AWS defaults: {e}");
+            HookTiming::default_timing()
+        }
+    };
+    // Never hold past --max-hold nor the hook's global timeout.
+    let budget = ctx.cfg.max_hold.min(timing.global_timeout);
+    let hold_until = started + budget;
+    let interval = ctx
+        .cfg
+        .heartbeat_interval
+        .unwrap_or(timing.heartbeat_timeout / 2)
+        .max(Duration::from_secs(1));
+    if interval >= timing.heartbeat_timeout {
+        tracing::warn!(
+            "heartbeat interval {} is not shorter than the hook's HeartbeatTimeout {}: the hook may expire first",
+            fmt_d(interval),
+            fmt_d(timing.heartbeat_timeout)
+        );
+    }
+    // The first heartbeat also tells whether the action is still alive.
+    let mut heartbeat = Renewer::new(interval, timing.heartbeat_timeout, started);
+    match ctx.lifecycle.heartbeat(action).await {
+        Err(CallError::Gone(m)) => {
+            tracing::warn!(
+                instance = %action.instance_id,
+                "lifecycle action already completed or expired before this agent could hold it ({m}): instance {} lost its drain unless another agent completed it",
+                action.instance_id
+            );
+            finish_messages(ctx, messages).await;
+            return;
+        }
+        Err(e) => {
+            let r = heartbeat.failed(Instant::now());
+            tracing::warn!(
+                "first heartbeat failed: {e}; retrying in {} ({} left before the hook expires at the latest)",
+                fmt_d(r.delay),
+                fmt_d(r.left)
+            );
+        }
+        Ok(()) => {
+            heartbeat.succeeded(Instant::now());
+            tracing::info!(
+                "holding instance {} (heartbeat every {}, next due in {}; hold at most {}; noticed by {source})",
+                action.instance_id,
+                fmt_d(interval),
+                fmt_d(interval),
+                fmt_d(budget)
+            );
+        }
+    }
+    sdnotify::status(&format!("holding {} for the drain", action.instance_id));
+
+    let (gone_tx, gone) = watch::channel(false);
+    let keeper = keeper::spawn(
+        ctx.clone(),
+        action.clone(),
+        heartbeat,
+        messages.clone(),
+        adopted,
+        gone_tx,
+    );
+    for cmd in &ctx.cfg.pre_drain {
+        if ctx.stopping() || *gone.borrow() {
+            break;
+        }
+        run_pre_drain(cmd, ctx.cfg.pre_drain_timeout).await;
+    }
+    let left = hold_until.saturating_duration_since(Instant::now());
+    let timeout = ctx.cfg.drain_timeout.map_or(left, |t| t.min(left));
+    let stop = || {
+        let mut gone = gone.clone();
+        async move {
+            tokio::select! {
+                _ = ctx.until_shutdown() => Stop::Shutdown,
+                _ = gone.wait_for(|g| *g) => Stop::Gone,
+            }
+        }
+    };
+    let ended = drain_for(ctx, &action.instance_id, Instant::now() + timeout, stop).await;
+
+    let result = match ended {
+        DrainEnd::Stopped(Stop::Shutdown, pending) => {
+            keeper.task.abort();
+            tracing::warn!(
+                "stopping mid-drain with {pending} still pending: the message is released for a restarted agent; the action is not completed"
+            );
+            release_messages(ctx, messages).await;
+            return;
+        }
+        DrainEnd::Stopped(Stop::Gone, pending) => {
+            keeper.task.abort();
+            tracing::error!(
+                instance = %action.instance_id,
+                "LOST: the lifecycle action of instance {} ended before the drain finished (expired or completed elsewhere); {pending} were still unshipped and are lost with the instance",
+                action.instance_id
+            );
+            finish_messages(ctx, messages).await;
+            return;
+        }
+        DrainEnd::Drained => {
+            drain::write_drained_marker(&ctx.cfg.drained_marker);
+            "CONTINUE"
+        }
+        DrainEnd::TimedOut(pending) => {
+            tracing::warn!(
+                "drain did not finish in time ({pending} still pending): completing with {}",
+                ctx.cfg.on_timeout.result()
+            );
+            ctx.cfg.on_timeout.result()
+        }
+    };
+    // Heartbeats stop with the work; the action lives until the last one's timeout, and
+    // the complete is retried until then.
+    keeper.task.abort();
+    let last_beat = *keeper.last_beat.borrow();
+    let action_deadline = last_beat + timing.heartbeat_timeout;
+    complete(ctx, action, result, started, action_deadline).await;
+    finish_messages(ctx, messages).await;
+}
+
+/// Why a drain was stopped before it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    Shutdown,
+    /// The lifecycle action ended elsewhere.
+    Gone,
+}
+
+/// How a drain ended, for the hold and the spot drain.
+pub(crate) enum DrainEnd {
+    Drained,
+    /// Pending bytes, said for a human.
+    TimedOut(String),
+    Stopped(Stop, String),
+}
+
+/// Runs the drain until `until`, or until `stop` resolves. An unreadable registry is never
+/// "drained": the error is logged once and the read retried every 5 s.
+pub(crate) async fn drain_for<F, Fut>(
+    ctx: &Ctx,
+    instance: &str,
+    until: Instant,
+    stop: F,
+) -> DrainEnd
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Stop>,
+{
+    let opts = DrainOptions {
+        timeout: until.saturating_duration_since(Instant::now()),
+        settle: ctx.cfg.settle,
+        procs: ProcScan {
+            process_name: ctx.cfg.filebeat_process.clone(),
+            ..ProcScan::default()
+        },
+        // The agent itself always waits the settle period out.
+        drained_marker: None,
+        ..DrainOptions::new(ctx.cfg.registry.clone())
+    };
+    tracing::info!(
+        instance = %instance,
+        "draining: waiting for filebeat to ship everything (timeout {}, settle {})",
+        fmt_d(opts.timeout),
+        fmt_d(ctx.cfg.settle)
+    );
+    let mut reported_error = None;
+    loop {
+        let mut why = None;
+        let stopper = async {
+            why = Some(stop().await);
+        };
+        let opts = DrainOptions {
+            timeout: until.saturating_duration_since(Instant::now()),
+            ..opts.clone()
+        };
+        let outcome = drain::drain(&opts, stopper, |p| {
+            let s = p.summary();
+            tracing::info!("drain progress: {s}");
+            sdnotify::status(&format!("draining: {s}"));
+        })
+        .await;
+        return match outcome {
+            Ok(Outcome::Drained { backlog, waited }) => {
+                tracing::info!(
+                    "drained: {} shipped to the end after {}",
+                    plural(backlog.files.len(), "file"),
+                    fmt_d(waited)
+                );
+                DrainEnd::Drained
+            }
+            Ok(Outcome::TimedOut { backlog }) => DrainEnd::TimedOut(pending(&backlog)),
+            Ok(Outcome::Interrupted { backlog }) => {
+                DrainEnd::Stopped(why.unwrap_or(Stop::Shutdown), pending(&backlog))
+            }
+            Err(e) => {
+                // Filebeat may be starting, or a human may fix it in time.
+                let msg = e.to_string();
+                if reported_error.as_deref() != Some(msg.as_str()) {
+                    tracing::error!("drain cannot read the registry, retrying every 5s until the drain times out: {msg}");
+                    sdnotify::status(&format!("draining: registry unreadable: {msg}"));
+                }
+                reported_error = Some(msg);
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return DrainEnd::TimedOut("an unknown amount (registry unreadable)".into());
+                }
+                tokio::select! {
+                    s = stop() => return DrainEnd::Stopped(s, "an unknown amount".into()),
+                    _ = tokio::time::sleep(left.min(Duration::from_secs(5))) => {}
+                }
+                continue;
+            }
+        };
+    }
+}
+
+fn pending(b: &Backlog) -> String {
+    if b.pending_bytes == 0 {
+        return "nothing".into();
+    }
+    format!(
+        "{} ({})",
+        human_bytes(b.pending_bytes),
+        exit::describe_waiting(b)
+    )
+}
+
+/// CompleteLifecycleAction, retried with backoff until it lands, the action is gone, or
+/// its own deadline (the last heartbeat plus HeartbeatTimeout) has passed.
+async fn complete(
+    ctx: &Ctx,
+    action: &LifecycleAction,
+    result: &str,
+    started: Instant,
+    deadline: Instant,
+) {
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(30))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    loop {
+        match ctx.lifecycle.complete(action, result).await {
+            Ok(()) => {
+                tracing::info!(
+                    instance = %action.instance_id,
+                    "completed lifecycle action with {result} after holding {}",
+                    fmt_d(started.elapsed())
+                );
+                return;
+            }
+            Err(CallError::Gone(m)) => {
+                tracing::warn!(
+                    "completing: the lifecycle action is already completed or expired ({m}): counts as done"
+                );
+                return;
+            }
+            Err(e) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let wait = delays
+                    .next()
+                    .unwrap_or(Duration::from_secs(30))
+                    .min(left / 2);
+                if left.is_zero() || wait.is_zero() {
+                    tracing::error!(
+                        "giving up completing the lifecycle action: its deadline has passed, the hook's DefaultResult ends it: {e}"
+                    );
+                    return;
+                }
+                tracing::warn!(
+                    "CompleteLifecycleAction failed, retrying in {} ({} left before the action expires): {e}",
+                    fmt_d(wait),
+                    fmt_d(left)
+                );
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Deletes the action's messages (done with it), including those adopted meanwhile.
+async fn finish_messages(ctx: &Ctx, messages: &Messages) {
+    let Some(q) = &ctx.queue else {
+        return;
+    };
+    for m in keeper::take_messages(messages) {
+        q.delete(&m.receipt).await;
+        tracing::debug!(message_id = %m.id, "message of the finished action deleted");
+    }
+}
+
+/// Gives the action's messages back at once (shutdown mid-hold: a restarted agent resumes).
+async fn release_messages(ctx: &Ctx, messages: &Messages) {
+    let Some(q) = &ctx.queue else {
+        return;
+    };
+    for m in keeper::take_messages(messages) {
+        if let Err(e) = q.change_visibility(&m.receipt, 0).await {
+            tracing::warn!(message_id = %m.id, "releasing the message failed (it returns when its visibility ends): {e}");
+        } else {
+            tracing::info!(message_id = %m.id, "message released for a restarted agent");
+        }
+    }
+}
+
+/// Runs one pre-drain command, bounded; its failure is logged, not fatal: the drain runs anyway.
+pub(crate) async fn run_pre_drain(cmd: &str, bound: Duration) {
+    tracing::info!("pre-drain: running {cmd:?} (at most {})", fmt_d(bound));
+    let child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .kill_on_drop(true)
+        .status();
+    match tokio::time::timeout(bound, child).await {
+        Ok(Ok(s)) if s.success() => tracing::info!("pre-drain: {cmd:?} done"),
+        Ok(Ok(s)) => tracing::warn!("pre-drain: {cmd:?} failed ({s}); draining anyway"),
+        Ok(Err(e)) => tracing::warn!("pre-drain: cannot run {cmd:?}: {e}; draining anyway"),
+        Err(_) => tracing::warn!(
+            "pre-drain: {cmd:?} still running after {}; killed, draining anyway",
+            fmt_d(bound)
+        ),
+    }
+}

@@ -1,0 +1,410 @@
+//! The lifecycle agent: trigger → hold → drain → complete.
+//!
+//! Three triggers notice that this instance is being terminated, and each produces a
+//! [`LifecycleAction`] (with a token when it came from a message):
+//! - [`imds_watch`]: IMDS `autoscaling/target-lifecycle-state` turns `Terminated` (no queue
+//!   needed; the default);
+//! - [`queue`]: the hook's SQS queue, when one is configured;
+//! - [`resume`]: at start-up, the instance already waits in `Terminating:Wait`.
+//!
+//! They all send to one coordinator ([`coordinate`]), which runs the one [`hold`] for the
+//! action, or hands a message that arrives later to the hold already running, so a second
+//! trigger never means a second hold or a second complete. Spot interruption notices start a
+//! best-effort drain ([`spot`]): no hook can extend those two minutes.
+
+mod hold;
+mod imds_watch;
+mod keeper;
+mod queue;
+mod resume;
+mod spot;
+
+use crate::config::AgentConfig;
+use crate::lifecycle::Lifecycle;
+use crate::message::LifecycleAction;
+use crate::{duration, exit, imds::ImdsClient, sdnotify};
+use aws_config::timeout::TimeoutConfig;
+use std::fmt;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+
+/// Shown after `drainhook agent --help`.
+pub const AGENT_HELP: &str = "\
+Triggers: IMDS autoscaling/target-lifecycle-state (on by default; needs no queue and no SQS
+permission) and, with --queue-url, the hook's SQS queue. Whichever notices first starts the
+one hold; the other's notice joins it.
+
+Every option can also be set in /etc/drainhook/drainhook.toml (same name with '_', e.g.
+queue_url = \"https://sqs…\", max_hold = \"1h\", pre_drain = [\"systemctl stop app\"]) or in
+DRAINHOOK_<NAME> variables. Flags win over variables, variables over the file. Standard AWS
+variables (AWS_REGION, AWS_ENDPOINT_URL, credentials, AWS_MAX_ATTEMPTS) work as the SDK defines.
+
+Exit codes: 0 stopped by SIGTERM/SIGINT (a drain in progress is released to a restarted
+agent, not completed), 1 configuration or identity error.";
+
+/// Which trigger noticed a termination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    Imds,
+    Queue,
+    Resume,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::Imds => "IMDS target-lifecycle-state",
+            Source::Queue => "queue message",
+            Source::Resume => "start-up check",
+        })
+    }
+}
+
+/// A message of the hook's queue that belongs to this instance's action: kept invisible
+/// while the action is held and deleted once it is finished.
+#[derive(Debug, Clone)]
+pub(crate) struct HeldMessage {
+    pub id: String,
+    pub receipt: String,
+    /// When SQS received it (`SentTimestamp`).
+    pub sent_at: Option<SystemTime>,
+}
+
+/// What a trigger tells the coordinator.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// This instance's termination action.
+    Terminating {
+        action: LifecycleAction,
+        source: Source,
+        message: Option<HeldMessage>,
+    },
+    /// A Spot interruption notice for this instance.
+    Spot {
+        action: String,
+        /// When the interruption happens, if the notice says.
+        at: Option<SystemTime>,
+        source: Source,
+    },
+}
+
+/// What every part of the agent shares.
+pub(crate) struct Ctx {
+    pub cfg: AgentConfig,
+    pub instance_id: String,
+    pub lifecycle: Lifecycle,
+    pub queue: Option<queue::QueueClient>,
+    /// Becomes true on SIGTERM/SIGINT.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Ctx {
+    pub fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    pub async fn until_shutdown(&self) {
+        let mut rx = self.shutdown.clone();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Sleeps, or returns early on shutdown.
+    pub async fn pause(&self, d: Duration) {
+        tokio::select! {
+            _ = self.until_shutdown() => {}
+            _ = tokio::time::sleep(d) => {}
+        }
+    }
+
+    /// The `systemctl status` line while nothing is held.
+    pub fn idle_status(&self) -> String {
+        let imds = self.cfg.imds_trigger.then_some("watching IMDS");
+        let queue = self
+            .cfg
+            .queue_url
+            .as_deref()
+            .map(|q| format!("listening on {q}"));
+        let parts: Vec<String> = imds.map(String::from).into_iter().chain(queue).collect();
+        format!("idle, {}", parts.join(" and "))
+    }
+}
+
+pub async fn run(cfg: AgentConfig) -> Result<ExitCode, String> {
+    let (tx, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        let name = exit::wait_for_signal().await;
+        tracing::info!("{name} received: stopping");
+        sdnotify::stopping();
+        let _ = tx.send(true);
+    });
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(r) = &cfg.region {
+        loader = loader.region(aws_config::Region::new(r.clone()));
+    }
+    let mut sdk = loader.load().await;
+    let imds = ImdsClient::new();
+    let off_ec2 = "; off EC2, pass --instance-id and --region";
+    if sdk.region().is_none() {
+        let region = imds
+            .fetch_region()
+            .await
+            .map_err(|e| format!("{e}{off_ec2}"))?;
+        sdk = sdk
+            .into_builder()
+            .region(aws_config::Region::new(region))
+            .build();
+    }
+    let instance_id = match &cfg.instance_id {
+        Some(id) => id.clone(),
+        None => imds
+            .fetch_instance_id()
+            .await
+            .map_err(|e| format!("{e}{off_ec2}"))?,
+    };
+    // Every call is bounded: a hung connection must not eat the heartbeat window.
+    let asg_conf = aws_sdk_autoscaling::config::Builder::from(&sdk)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .build(),
+        )
+        .build();
+    let queue = cfg
+        .queue_url
+        .as_ref()
+        .map(|url| queue::QueueClient::new(&sdk, url.clone()));
+    let ctx = Arc::new(Ctx {
+        lifecycle: Lifecycle::new(
+            aws_sdk_autoscaling::Client::from_conf(asg_conf),
+            cfg.hook_name.clone(),
+        ),
+        instance_id,
+        queue,
+        cfg,
+        shutdown,
+    });
+    tracing::info!(
+        instance = %ctx.instance_id,
+        region = %sdk.region().map(|r| r.to_string()).unwrap_or_default(),
+        imds_trigger = ctx.cfg.imds_trigger,
+        queue = %ctx.cfg.queue_url.as_deref().unwrap_or("none"),
+        registry = %ctx.cfg.registry.display(),
+        "drainhook agent started"
+    );
+    sdnotify::ready(&ctx.idle_status());
+
+    let (events_tx, events) = mpsc::channel(64);
+    let (imds_ok_tx, imds_ok) = watch::channel(false);
+    let mut triggers = vec![tokio::spawn(resume::run(ctx.clone(), events_tx.clone()))];
+    if ctx.cfg.imds_trigger {
+        triggers.push(tokio::spawn(imds_watch::run(
+            ctx.clone(),
+            events_tx.clone(),
+            imds_ok_tx,
+        )));
+    }
+    if ctx.queue.is_some() {
+        triggers.push(tokio::spawn(queue::listen(
+            ctx.clone(),
+            events_tx.clone(),
+            imds_ok,
+        )));
+    }
+    drop(events_tx);
+    coordinate(ctx, events).await;
+    for t in triggers {
+        let _ = t.await;
+    }
+    tracing::info!("agent stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The hold that is running.
+struct Running {
+    action: LifecycleAction,
+    messages: keeper::Messages,
+    adopted: Arc<Notify>,
+    task: JoinHandle<hold::End>,
+}
+
+/// The last action this agent finished, so that its late messages are known for what
+/// they are (and deleted) rather than taken for a new termination.
+struct Finished {
+    action: LifecycleAction,
+    at: SystemTime,
+}
+
+/// One hold at a time: starts it for the first trigger, hands later messages to it.
+async fn coordinate(ctx: Arc<Ctx>, mut events: mpsc::Receiver<Event>) {
+    let mut c = Coordinator {
+        ctx,
+        running: None,
+        finished: None,
+        spot: None,
+    };
+    loop {
+        let hold_end = async {
+            match c.running.as_mut() {
+                Some(r) => Some((&mut r.task).await.ok()),
+                None => std::future::pending().await,
+            }
+        };
+        let step = tokio::select! {
+            end = hold_end => Step::HoldEnded(end.flatten()),
+            ev = events.recv() => Step::Event(ev),
+        };
+        match step {
+            Step::HoldEnded(end) => c.hold_ended(end),
+            Step::Event(None) => break,
+            Step::Event(Some(Event::Terminating {
+                action,
+                source,
+                message,
+            })) => c.terminating(action, source, message).await,
+            Step::Event(Some(Event::Spot { action, at, source })) => c.spot(action, at, source),
+        }
+    }
+    // The triggers have stopped (shutdown): let the running hold release what it holds.
+    if let Some(r) = c.running {
+        let _ = r.task.await;
+    }
+    if let Some(t) = c.spot {
+        let _ = t.await;
+    }
+}
+
+enum Step {
+    HoldEnded(Option<hold::End>),
+    Event(Option<Event>),
+}
+
+struct Coordinator {
+    ctx: Arc<Ctx>,
+    running: Option<Running>,
+    finished: Option<Finished>,
+    spot: Option<JoinHandle<()>>,
+}
+
+impl Coordinator {
+    fn hold_ended(&mut self, end: Option<hold::End>) {
+        let Some(r) = self.running.take() else {
+            return;
+        };
+        if let Some(end) = end {
+            self.finished = Some(Finished {
+                action: r.action,
+                at: end.finished_at,
+            });
+        }
+        sdnotify::status(&self.ctx.idle_status());
+    }
+
+    async fn terminating(
+        &mut self,
+        action: LifecycleAction,
+        source: Source,
+        message: Option<HeldMessage>,
+    ) {
+        if action.instance_id != self.ctx.instance_id {
+            return;
+        }
+        if let Some(r) = &self.running {
+            join_running(r, source, message);
+            return;
+        }
+        if let Some(f) = &self.finished {
+            match &message {
+                Some(m) if belongs_to(f, &action, m) => {
+                    tracing::info!(
+                        message_id = %m.id, instance = %action.instance_id,
+                        "the message belongs to the lifecycle action this agent already finished: deleted"
+                    );
+                    if let Some(q) = &self.ctx.queue {
+                        q.delete(&m.receipt).await;
+                    }
+                    return;
+                }
+                None if SystemTime::now()
+                    .duration_since(f.at)
+                    .is_ok_and(|d| d < Duration::from_secs(60)) =>
+                {
+                    // Auto Scaling's state lags our own complete by a moment: this is the
+                    // action just finished, not a new one.
+                    tracing::debug!("{source}: the action this agent just finished");
+                    return;
+                }
+                _ => {}
+            }
+        }
+        tracing::info!(
+            instance = %action.instance_id, hook = %action.hook, group = %action.group,
+            "this instance is terminating (noticed by {source}): holding it"
+        );
+        let messages = keeper::Messages::default();
+        if let Some(m) = message {
+            keeper::add_message(&messages, m);
+        }
+        let adopted = Arc::new(Notify::new());
+        let task = tokio::spawn(hold::run(
+            self.ctx.clone(),
+            action.clone(),
+            source,
+            messages.clone(),
+            adopted.clone(),
+        ));
+        self.running = Some(Running {
+            action,
+            messages,
+            adopted,
+            task,
+        });
+    }
+
+    fn spot(&mut self, action: String, at: Option<SystemTime>, source: Source) {
+        if self.spot.as_ref().is_some_and(|t| !t.is_finished()) {
+            tracing::debug!("spot notice from {source}: a spot drain already runs");
+            return;
+        }
+        self.spot = Some(tokio::spawn(spot::run(
+            self.ctx.clone(),
+            action,
+            at,
+            source,
+        )));
+    }
+}
+
+fn join_running(r: &Running, source: Source, message: Option<HeldMessage>) {
+    match message {
+        Some(m) => {
+            tracing::info!(
+                message_id = %m.id,
+                "the {source} belongs to the lifecycle action already held: kept until the action is finished, then deleted"
+            );
+            keeper::add_message(&r.messages, m);
+            r.adopted.notify_one();
+        }
+        None => tracing::debug!("{source}: the action is already held"),
+    }
+}
+
+/// Whether a message is about the action this agent finished: the same token, or (no
+/// token known) sent before the action was finished.
+fn belongs_to(f: &Finished, action: &LifecycleAction, m: &HeldMessage) -> bool {
+    if f.action.instance_id != action.instance_id {
+        return false;
+    }
+    match (&f.action.token, &action.token) {
+        (Some(a), Some(b)) => a == b,
+        _ => m.sent_at.is_some_and(|sent| sent <= f.at),
+    }
+}
+
+/// `1h` style, for log lines.
+pub(crate) fn fmt_d(d: Duration) -> String {
+    duration::format(d)
+}

@@ -1,0 +1,507 @@
+//! The queue trigger: the hook's SQS queue, shared by the whole group.
+//!
+//! Every agent sees every message. This instance's termination goes to the coordinator
+//! (which holds it, or adds it to the hold already running); the test notification is
+//! deleted; a malformed message is moved to the dead-letter queue or left alone.
+//!
+//! Other instances' messages are never deleted while their action may be alive. A message
+//! whose action is *provably over* (its instance is not in `Terminating:Wait`, asked with
+//! `DescribeAutoScalingInstances` in batches of 50 and cached briefly, and the message is
+//! older than [`CLEANUP_MARGIN`]) is deleted by whichever agent sees it: agents die with
+//! their instances, and nobody else would ever delete an expired action's message.
+//!
+//! How long a foreign message stays hidden depends on whether this agent's IMDS trigger
+//! works:
+//! - **primary** (no IMDS trigger): the queue is how agents learn of their termination, so a
+//!   foreign message is released at once (visibility 0) for its owner to find;
+//! - **backup** (IMDS works): its owner most likely learns from IMDS too, so the message is
+//!   left hidden for [`BACKUP_HIDE`] (the receive's own visibility timeout: no extra
+//!   request). Each message is then received about once per [`BACKUP_HIDE`] by the whole
+//!   fleet, not once per agent, and an owner without IMDS still finds it within seconds.
+
+use super::{fmt_d, Ctx, Event, HeldMessage, Source};
+use crate::lifecycle::{self, InstanceState};
+use crate::message::{self, Notice};
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+    MessageSystemAttributeName,
+};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// How old a message must be before an agent other than its owner may delete it, even
+/// when its instance is no longer waiting: Auto Scaling's answers may lag the message.
+pub const CLEANUP_MARGIN: Duration = Duration::from_secs(30);
+
+/// How long a backup-mode agent leaves a foreign message hidden.
+pub const BACKUP_HIDE: Duration = Duration::from_secs(10);
+
+/// How long an instance's state is believed.
+const STATE_TTL: Duration = Duration::from_secs(5);
+
+/// A Spot warning comes two minutes ahead: afterwards it is only history.
+const SPOT_NOTICE_LIFE: Duration = Duration::from_secs(150);
+
+/// The SQS calls the agent makes on the hook's queue.
+pub(crate) struct QueueClient {
+    client: aws_sdk_sqs::Client,
+    pub url: String,
+}
+
+impl QueueClient {
+    pub fn new(sdk: &aws_config::SdkConfig, url: String) -> Self {
+        let conf = aws_sdk_sqs::config::Builder::from(sdk)
+            // Long polls are silent for 20 s by design; the stalled-stream monitor would
+            // wake the idle agent dozens of times a second to watch them.
+            .stalled_stream_protection(
+                aws_sdk_sqs::config::StalledStreamProtectionConfig::disabled(),
+            )
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .operation_attempt_timeout(Duration::from_secs(30))
+                    .build(),
+            )
+            .build();
+        QueueClient {
+            client: aws_sdk_sqs::Client::from_conf(conf),
+            url,
+        }
+    }
+
+    /// ChangeMessageVisibility: 0 releases a message, more extends the hold on it.
+    pub async fn change_visibility(&self, receipt: &str, secs: i32) -> Result<(), String> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt)
+            .visibility_timeout(secs)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| DisplayErrorContext(&e).to_string())
+    }
+
+    /// Deletes one message; a failure is logged (the message comes back and is cleaned up
+    /// by whoever sees it once its action is over).
+    pub async fn delete(&self, receipt: &str) {
+        if let Err(e) = self
+            .client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+        {
+            tracing::warn!("DeleteMessage failed: {}", DisplayErrorContext(&e));
+        }
+    }
+
+    /// Deletes up to 10 messages in one request.
+    async fn delete_batch(&self, ms: &[&Message]) {
+        let entries: Vec<_> = ms
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle()?)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if entries.is_empty() {
+            return;
+        }
+        match self
+            .client
+            .delete_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(out) if !out.failed().is_empty() => tracing::warn!(
+                "DeleteMessageBatch: {} of {} failed",
+                out.failed().len(),
+                ms.len()
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("DeleteMessageBatch failed: {}", DisplayErrorContext(&e)),
+        }
+    }
+
+    /// Releases up to 10 messages at once (visibility 0), in one request.
+    async fn release_batch(&self, ms: &[&Message]) {
+        let entries: Vec<_> = ms
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle()?)
+                    .visibility_timeout(0)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if entries.is_empty() {
+            return;
+        }
+        if let Err(e) = self
+            .client
+            .change_message_visibility_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            tracing::warn!(
+                "releasing other instances' messages failed (they return when their visibility ends): {}",
+                DisplayErrorContext(&e)
+            );
+        }
+    }
+}
+
+/// When SQS received the message (`SentTimestamp`, milliseconds since the epoch).
+fn sent_at(m: &Message) -> Option<SystemTime> {
+    let ms: u64 = m
+        .attributes()?
+        .get(&MessageSystemAttributeName::SentTimestamp)?
+        .parse()
+        .ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(ms))
+}
+
+fn age(m: &Message) -> Duration {
+    sent_at(m)
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .unwrap_or_default()
+}
+
+/// Instances' states, asked in batches and believed for [`STATE_TTL`].
+#[derive(Default)]
+struct StateCache {
+    entries: HashMap<String, (Option<InstanceState>, Instant)>,
+}
+
+impl StateCache {
+    /// The state of each id (`None`: in no group any more), asking only for what is not
+    /// cached. `Err` when Auto Scaling cannot be asked: then nothing is provably over.
+    async fn states(
+        &mut self,
+        ctx: &Ctx,
+        ids: &[String],
+    ) -> Result<HashMap<String, Option<InstanceState>>, lifecycle::CallError> {
+        let now = Instant::now();
+        self.entries
+            .retain(|_, (_, at)| now.duration_since(*at) < STATE_TTL);
+        let mut missing: Vec<String> = ids
+            .iter()
+            .filter(|id| !self.entries.contains_key(*id))
+            .cloned()
+            .collect();
+        missing.sort();
+        missing.dedup();
+        if !missing.is_empty() {
+            let mut found = ctx.lifecycle.instance_states(&missing).await?;
+            for id in missing {
+                let st = found.remove(&id);
+                self.entries.insert(id, (st, now));
+            }
+        }
+        Ok(ids
+            .iter()
+            .filter_map(|id| Some((id.clone(), self.entries.get(id)?.0.clone())))
+            .collect())
+    }
+}
+
+pub(crate) async fn listen(
+    ctx: Arc<Ctx>,
+    events: mpsc::Sender<Event>,
+    imds_ok: watch::Receiver<bool>,
+) {
+    let Some(queue) = ctx.queue.as_ref() else {
+        return;
+    };
+    let mut l = Listener {
+        ctx: &ctx,
+        queue,
+        events,
+        imds_ok,
+        states: StateCache::default(),
+        backup: None,
+    };
+    l.run().await;
+}
+
+struct Listener<'a> {
+    ctx: &'a Ctx,
+    queue: &'a QueueClient,
+    events: mpsc::Sender<Event>,
+    imds_ok: watch::Receiver<bool>,
+    states: StateCache,
+    /// The mode last logged.
+    backup: Option<bool>,
+}
+
+impl Listener<'_> {
+    async fn run(&mut self) {
+        let mut errors = retry_delays();
+        while !self.ctx.stopping() {
+            let backup = *self.imds_ok.borrow();
+            if self.backup != Some(backup) {
+                tracing::info!(
+                    "queue: {}",
+                    if backup {
+                        "IMDS trigger works: the queue is a backup; other instances' messages are left to the IMDS of their own agents"
+                    } else {
+                        "the queue is this agent's trigger: other instances' messages are released at once"
+                    }
+                );
+                self.backup = Some(backup);
+            }
+            let hide = if backup {
+                BACKUP_HIDE
+            } else {
+                self.ctx.cfg.visibility_timeout
+            };
+            let recv = self
+                .queue
+                .client
+                .receive_message()
+                .queue_url(&self.queue.url)
+                .wait_time_seconds(20)
+                .max_number_of_messages(10)
+                .visibility_timeout(hide.as_secs() as i32)
+                .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp);
+            let out = tokio::select! {
+                _ = self.ctx.until_shutdown() => break,
+                r = recv.send() => r,
+            };
+            let messages = match out {
+                Ok(o) => {
+                    errors = retry_delays();
+                    o.messages.unwrap_or_default()
+                }
+                Err(e) => {
+                    let wait = errors.next().unwrap_or(Duration::from_secs(60));
+                    tracing::warn!(
+                        "ReceiveMessage failed, retrying in {}: {}",
+                        fmt_d(wait),
+                        DisplayErrorContext(&e)
+                    );
+                    self.ctx.pause(wait).await;
+                    continue;
+                }
+            };
+            if messages.is_empty() {
+                continue;
+            }
+            if self.ctx.stopping() {
+                // Not looked at: give them back at once.
+                self.queue
+                    .release_batch(&messages.iter().collect::<Vec<_>>())
+                    .await;
+                break;
+            }
+            let only_foreign = self.batch(messages, backup).await;
+            if only_foreign && !backup {
+                // The queue is shared: don't spin on other instances' messages.
+                self.ctx.pause(self.ctx.cfg.idle_pause).await;
+            }
+        }
+    }
+
+    /// Handles one received batch; returns whether it held only other instances' messages.
+    async fn batch(&mut self, messages: Vec<Message>, backup: bool) -> bool {
+        let me = self.ctx.instance_id.as_str();
+        let mut foreign: Vec<(Message, Notice)> = Vec::new();
+        let mut own = false;
+        for m in messages {
+            let notice = message::parse(m.body().unwrap_or(""));
+            let id = m.message_id().unwrap_or("?").to_string();
+            match notice {
+                Notice::Terminating(action) if action.instance_id == me => {
+                    own = true;
+                    tracing::info!(
+                        message_id = %id, instance = %action.instance_id, hook = %action.hook,
+                        group = %action.group,
+                        "termination notice received for this instance"
+                    );
+                    let held = HeldMessage {
+                        id,
+                        receipt: m.receipt_handle().unwrap_or_default().to_string(),
+                        sent_at: sent_at(&m),
+                    };
+                    let _ = self
+                        .events
+                        .send(Event::Terminating {
+                            action,
+                            source: Source::Queue,
+                            message: Some(held),
+                        })
+                        .await;
+                }
+                Notice::SpotInterruption {
+                    instance_id,
+                    action,
+                } if instance_id == me => {
+                    own = true;
+                    let at = sent_at(&m).map(|t| t + Duration::from_secs(120));
+                    tracing::warn!(message_id = %id, "spot interruption ({action}) for this instance, from the queue");
+                    self.queue
+                        .delete(m.receipt_handle().unwrap_or_default())
+                        .await;
+                    let _ = self
+                        .events
+                        .send(Event::Spot {
+                            action,
+                            at,
+                            source: Source::Queue,
+                        })
+                        .await;
+                }
+                Notice::Test { group } => {
+                    own = true;
+                    tracing::info!(message_id = %id, group = %group, "test notification: deleted");
+                    self.queue
+                        .delete(m.receipt_handle().unwrap_or_default())
+                        .await;
+                }
+                Notice::Malformed { reason } | Notice::Unknown { reason } => {
+                    own = true;
+                    self.reject(&m, &id, &reason).await;
+                }
+                other => foreign.push((m, other)),
+            }
+        }
+        self.foreign(foreign, backup).await;
+        !own
+    }
+
+    /// Other instances' messages: delete those whose action is provably over, release
+    /// (primary) or leave hidden (backup) the others.
+    async fn foreign(&mut self, batch: Vec<(Message, Notice)>, backup: bool) {
+        if batch.is_empty() {
+            return;
+        }
+        // Only messages past the margin can be deleted: ask about their instances alone.
+        let old_terminations: Vec<String> = batch
+            .iter()
+            .filter(|(m, _)| age(m) >= CLEANUP_MARGIN)
+            .filter_map(|(_, n)| match n {
+                Notice::Terminating(a) => Some(a.instance_id.clone()),
+                _ => None,
+            })
+            .collect();
+        let states = if old_terminations.is_empty() {
+            Ok(HashMap::new())
+        } else {
+            self.states.states(self.ctx, &old_terminations).await
+        };
+        let states = match states {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot ask Auto Scaling whether other instances' actions are over (their messages are kept): {e}");
+                HashMap::new()
+            }
+        };
+        let mut over = Vec::new();
+        let mut keep = Vec::new();
+        for (m, notice) in &batch {
+            let id = m.message_id().unwrap_or("?");
+            let age = age(m);
+            let verdict = match notice {
+                Notice::Terminating(a) if age >= CLEANUP_MARGIN => match states.get(&a.instance_id)
+                {
+                    Some(None) => Some(format!(
+                        "instance {} is in no group any more",
+                        a.instance_id
+                    )),
+                    Some(Some(s)) if !s.waits_to_terminate() => {
+                        Some(format!("instance {} is {}", a.instance_id, s.state))
+                    }
+                    _ => None,
+                },
+                Notice::SpotInterruption { instance_id, .. } if age >= SPOT_NOTICE_LIFE => Some(
+                    format!("spot notice for {instance_id} is {} old", fmt_d(age)),
+                ),
+                _ => None,
+            };
+            match verdict {
+                Some(why) => {
+                    tracing::info!(
+                        message_id = %id,
+                        "another instance's message whose action is over ({why}; sent {} ago): deleted",
+                        fmt_d(age)
+                    );
+                    over.push(m);
+                }
+                None => {
+                    tracing::debug!(
+                        message_id = %id, instance = %notice.instance_id().unwrap_or("?"),
+                        "another instance's message: {}",
+                        if backup { "left hidden for its own agent's IMDS" } else { "released" }
+                    );
+                    keep.push(m);
+                }
+            }
+        }
+        for chunk in over.chunks(10) {
+            self.queue.delete_batch(chunk).await;
+        }
+        if !backup {
+            for chunk in keep.chunks(10) {
+                self.queue.release_batch(chunk).await;
+            }
+        }
+    }
+
+    /// A message we cannot handle is never just deleted: moved to the dead-letter queue
+    /// when one is configured, else left for the queue's retention.
+    async fn reject(&self, m: &Message, id: &str, reason: &str) {
+        let Some(dlq) = &self.ctx.cfg.dead_letter_queue_url else {
+            tracing::warn!(message_id = %id, "cannot handle message ({reason}); left in the queue (no dead-letter queue configured)");
+            return;
+        };
+        let sent = self
+            .queue
+            .client
+            .send_message()
+            .queue_url(dlq)
+            .message_body(m.body().unwrap_or(""))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => {
+                tracing::warn!(message_id = %id, "cannot handle message ({reason}); moved to the dead-letter queue");
+                self.queue
+                    .delete(m.receipt_handle().unwrap_or_default())
+                    .await;
+            }
+            Err(e) => tracing::warn!(
+                message_id = %id,
+                "cannot handle message ({reason}); moving it to the dead-letter queue failed, left in the queue: {}",
+                DisplayErrorContext(&e)
+            ),
+        }
+    }
+}
+
+/// Delays for the receive loop after the SDK gave up: 1 s doubling to a minute, jittered.
+fn retry_delays() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(Duration::from_secs(60))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
