@@ -44,7 +44,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the lifecycle agent: listen for this instance's termination, hold it, drain, complete.
+    /// Run the lifecycle agent: notice this instance's termination (IMDS, and the queue if
+    /// given), hold it, drain, complete.
     #[command(after_long_help = drainhook::agent::AGENT_HELP)]
     Agent(Box<drainhook::config::AgentArgs>),
     /// Wait until filebeat has shipped every tracked file to its end.

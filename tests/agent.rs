@@ -1,5 +1,6 @@
 //! `drainhook agent` end to end: a real local AWS emulator (moto with our lifecycle
-//! extension, reached through AWS_ENDPOINT_URL), a local IMDSv2 server and the filebeat
+//! extension, reached through AWS_ENDPOINT_URL), the extension's IMDSv2 stand-in (one per
+//! instance, its target-lifecycle-state following the emulator's state) and the filebeat
 //! simulator. Run through `make test`, which starts the emulator.
 
 #[path = "common/aws.rs"]
@@ -100,7 +101,8 @@ async fn other_instances_messages_stay_visible_to_others() {
     // a drain of several seconds, so the agent is busy holding its own instance
     let (data, _sim, _) = shipping(t.path(), 100_000, &["--rate", "20000"]);
     let foreign = r#"{"LifecycleHookName":"drain","AccountId":"123456789012","LifecycleTransition":"autoscaling:EC2_INSTANCE_TERMINATING","AutoScalingGroupName":"other","Service":"AWS Auto Scaling","EC2InstanceId":"i-0someoneelse","LifecycleActionToken":"t-1"}"#;
-    let agent = Agent::start(&g, &me, &data, &[]);
+    // The queue as the only trigger: foreign messages are released at once for their owner.
+    let agent = Agent::start(&g, &me, &data, &["--imds-trigger", "false"]);
     agent
         .wait_log("drainhook agent started", Duration::from_secs(15))
         .await;
@@ -385,4 +387,415 @@ async fn an_unreadable_registry_holds_the_instance_until_it_can_be_read() {
         1,
         "logged once: {logs}"
     );
+}
+
+// ---------------------------------------------------------------- triggers
+
+/// The lines of the agent's log that contain `needle`.
+fn count(logs: &str, needle: &str) -> usize {
+    logs.lines().filter(|l| l.contains(needle)).count()
+}
+
+#[tokio::test]
+async fn imds_alone_holds_drains_and_completes_without_any_sqs_call() {
+    let g = group("imdsonly", 2, 60).await;
+    let me = g.instances[0].clone();
+    let t = tempfile::tempdir().unwrap();
+    let (data, sim, written) = shipping(t.path(), 60_000, &["--rate", "30000"]);
+    let agent = Agent::launch(&me, &data, &[]);
+    agent
+        .wait_log(
+            "IMDS: target lifecycle state InService",
+            Duration::from_secs(15),
+        )
+        .await;
+    g.scale_in(&me).await;
+    let scaled = Instant::now();
+    agent
+        .wait_log("holding instance", Duration::from_secs(10))
+        .await;
+    let noticed = scaled.elapsed();
+    g.wait_gone(&me, Duration::from_secs(60)).await;
+    assert!(now_epoch() >= sim.last_ack() + 1.0);
+    assert_eq!(acked_bytes(&data), written, "every byte shipped first");
+    let logs = agent.logs();
+    assert!(
+        logs.contains("noticed by IMDS target-lifecycle-state"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("completed lifecycle action with CONTINUE"),
+        "{logs}"
+    );
+    assert!(
+        noticed < Duration::from_secs(5),
+        "held {noticed:?} after the scale-in"
+    );
+    assert_eq!(requests_by(&me, "sqs"), 0, "no SQS call without a queue");
+    let action = &emulator_stats()["actions"][&me];
+    assert_eq!(action["result"], "CONTINUE", "{action}");
+    assert_eq!(action["completed_by"], me.as_str(), "{action}");
+}
+
+#[tokio::test]
+async fn both_triggers_make_one_hold_one_complete_and_the_message_is_deleted() {
+    let g = group("bothtrig", 2, 60).await;
+    let me = g.instances[0].clone();
+    let t = tempfile::tempdir().unwrap();
+    let (data, _sim, written) = shipping(t.path(), 60_000, &["--rate", "30000"]);
+    let agent = start_and_scale_in(&g, &me, &data, "holding instance").await;
+    // the queue's notice reaches the agent too, and joins the hold
+    agent
+        .wait_log("termination notice received", Duration::from_secs(30))
+        .await;
+    g.wait_gone(&me, Duration::from_secs(60)).await;
+    assert_eq!(acked_bytes(&data), written);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let logs = agent.logs();
+    assert_eq!(
+        count(&logs, "this instance is terminating (noticed by"),
+        1,
+        "{logs}"
+    );
+    assert_eq!(
+        count(&logs, "completed lifecycle action with CONTINUE"),
+        1,
+        "{logs}"
+    );
+    assert_eq!(
+        g.messages_in_queue().await,
+        0,
+        "deleted once finished: {logs}"
+    );
+    let action = &emulator_stats()["actions"][&me];
+    assert_eq!(action["completed_by"], me.as_str(), "{action}");
+}
+
+#[tokio::test]
+async fn a_message_delivered_twice_leads_to_one_hold_and_one_complete() {
+    let g = group("duplicate", 1, 60).await;
+    let me = g.instances[0].clone();
+    let t = tempfile::tempdir().unwrap();
+    let (data, _sim, written) = shipping(t.path(), 60_000, &["--rate", "30000"]);
+    g.scale_in(&me).await;
+    // SQS delivers at least once: put two more copies of the hook's notice beside it.
+    let body = loop {
+        let bodies = g.peek().await;
+        if let Some(b) = bodies.into_iter().find(|b| b.contains(&me)) {
+            break b;
+        }
+    };
+    g.send(&body).await;
+    let agent = Agent::start(&g, &me, &data, &["--imds-trigger", "false"]);
+    agent.wait_log("draining:", Duration::from_secs(30)).await;
+    g.send(&body).await; // a third copy arrives while the first is held
+    g.wait_gone(&me, Duration::from_secs(60)).await;
+    assert_eq!(acked_bytes(&data), written);
+    g.send(&body).await; // and a fourth after the action is finished
+    agent
+        .wait_log(
+            "belongs to the lifecycle action this agent already finished",
+            Duration::from_secs(30),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let logs = agent.logs();
+    assert_eq!(
+        count(&logs, "this instance is terminating (noticed by"),
+        1,
+        "{logs}"
+    );
+    assert_eq!(count(&logs, "completed lifecycle action with"), 1, "{logs}");
+    assert!(!logs.contains("lost its drain"), "{logs}");
+    assert_eq!(g.messages_in_queue().await, 0, "every copy deleted: {logs}");
+}
+
+#[tokio::test]
+async fn a_shared_queue_cleans_itself_but_never_deletes_a_live_action_s_message() {
+    let g = group("cleanup", 3, 60).await;
+    let (me, alive, over) = (
+        g.instances[0].clone(),
+        g.instances[1].clone(),
+        g.instances[2].clone(),
+    );
+    let t = tempfile::tempdir().unwrap();
+    let (data, _sim, _) = shipping(t.path(), 1000, &["--rate", "1000000"]);
+    // Two other instances terminate; neither has an agent (as if theirs had died). One
+    // action stays alive (heartbeated by hand), the other is completed.
+    for victim in [&alive, &over] {
+        g.asg
+            .terminate_instance_in_auto_scaling_group()
+            .instance_id(victim.as_str())
+            .should_decrement_desired_capacity(true)
+            .send()
+            .await
+            .unwrap();
+    }
+    g.asg
+        .complete_lifecycle_action()
+        .auto_scaling_group_name(&g.name)
+        .lifecycle_hook_name(&g.hook)
+        .instance_id(&over)
+        .lifecycle_action_result("CONTINUE")
+        .send()
+        .await
+        .unwrap();
+    let agent = Agent::start(&g, &me, &data, &[]);
+    // Past the 30 s safety margin the over action's message goes; the live one stays.
+    agent
+        .wait_log("whose action is over", Duration::from_secs(70))
+        .await;
+    for _ in 0..3 {
+        g.asg
+            .record_lifecycle_action_heartbeat()
+            .auto_scaling_group_name(&g.name)
+            .lifecycle_hook_name(&g.hook)
+            .instance_id(&alive)
+            .send()
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+    }
+    assert_eq!(g.state(&alive).await.as_deref(), Some("Terminating:Wait"));
+    assert_eq!(g.messages_in_queue().await, 1, "{}", agent.logs());
+    let stats = emulator_stats();
+    let deletes = stats["deletes"].as_array().unwrap();
+    let mine: Vec<_> = deletes.iter().filter(|d| d["by"] == me.as_str()).collect();
+    assert!(
+        mine.iter()
+            .any(|d| d["instance"] == over.as_str() && d["alive"] == false),
+        "{deletes:?}"
+    );
+    assert!(
+        !mine.iter().any(|d| d["alive"] == true),
+        "a live action's message was deleted: {deletes:?}"
+    );
+    // The agent's own instance was never held.
+    assert!(
+        !agent.logs().contains("holding instance"),
+        "{}",
+        agent.logs()
+    );
+}
+
+#[tokio::test]
+async fn an_imds_without_the_lifecycle_state_is_said_once_and_the_queue_still_works() {
+    let g = group("imds404", 1, 60).await;
+    let me = g.instances[0].clone();
+    imds_control(&me, serde_json::json!({"target_lifecycle_404": true}));
+    let t = tempfile::tempdir().unwrap();
+    let (data, _sim, written) = shipping(t.path(), 20_000, &["--rate", "100000"]);
+    let agent = Agent::start(&g, &me, &data, &[]);
+    agent
+        .wait_log(
+            "IMDS has no autoscaling/target-lifecycle-state",
+            Duration::from_secs(15),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    g.scale_in(&me).await;
+    g.wait_gone(&me, Duration::from_secs(60)).await;
+    assert_eq!(acked_bytes(&data), written);
+    let logs = agent.logs();
+    assert_eq!(
+        count(&logs, "IMDS has no autoscaling/target-lifecycle-state"),
+        1,
+        "{logs}"
+    );
+    assert!(logs.contains("noticed by queue message"), "{logs}");
+    assert!(
+        logs.contains("completed lifecycle action with CONTINUE"),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn several_termination_hooks_and_none_named_is_an_error_that_names_them() {
+    let g = group("twohooks", 1, 60).await;
+    let me = g.instances[0].clone();
+    g.asg
+        .put_lifecycle_hook()
+        .auto_scaling_group_name(&g.name)
+        .lifecycle_hook_name("audit")
+        .lifecycle_transition("autoscaling:EC2_INSTANCE_TERMINATING")
+        .heartbeat_timeout(60)
+        .send()
+        .await
+        .unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let (data, _sim, _) = shipping(t.path(), 1000, &["--rate", "1000000"]);
+    let agent = Agent::launch(&me, &data, &[]);
+    agent
+        .wait_log("several termination hooks", Duration::from_secs(15))
+        .await;
+    let logs = agent.logs();
+    assert!(
+        logs.contains("drain, audit") || logs.contains("audit, drain"),
+        "{logs}"
+    );
+    assert!(logs.contains("--hook-name"), "{logs}");
+    drop(agent);
+    // Named, it holds and completes that hook's action.
+    let agent = Agent::launch(&me, &data, &["--hook-name", "drain"]);
+    agent
+        .wait_log(
+            "IMDS: target lifecycle state InService",
+            Duration::from_secs(15),
+        )
+        .await;
+    g.scale_in(&me).await;
+    g.wait_gone(&me, Duration::from_secs(60)).await;
+    assert!(
+        agent
+            .logs()
+            .contains("completed lifecycle action with CONTINUE"),
+        "{}",
+        agent.logs()
+    );
+}
+
+#[tokio::test]
+async fn a_spot_notice_from_imds_drains_for_what_is_left_and_says_what_stayed_unshipped() {
+    let g = group("spot", 1, 60).await;
+    let me = g.instances[0].clone();
+    let t = tempfile::tempdir().unwrap();
+    // far more than can ship before the interruption
+    let (data, _sim, _) = shipping(t.path(), 2_000_000, &["--rate", "20000"]);
+    imds_control(&me, serde_json::json!({"life_cycle": "spot"}));
+    let agent = Agent::launch(&me, &data, &[]);
+    agent
+        .wait_log(
+            "IMDS: target lifecycle state InService",
+            Duration::from_secs(15),
+        )
+        .await;
+    let at = std::time::SystemTime::now() + Duration::from_secs(16);
+    let stamp = format_utc(at);
+    imds_control(
+        &me,
+        serde_json::json!({"spot_action": {"action": "terminate", "time": stamp}}),
+    );
+    let noticed = Instant::now();
+    agent
+        .wait_log("spot interruption (terminate)", Duration::from_secs(10))
+        .await;
+    agent
+        .wait_log("the warning ran out with", Duration::from_secs(30))
+        .await;
+    // It used what was left of the warning, minus the 10 s margin: about 6 s, not 2 min.
+    let took = noticed.elapsed();
+    assert!(took < Duration::from_secs(14), "{took:?}");
+    let logs = agent.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("the warning ran out with"))
+        .unwrap();
+    assert!(line.contains("app.log"), "names the file left: {line}");
+    assert!(
+        !logs.contains("completed lifecycle action"),
+        "nothing to complete: {logs}"
+    );
+}
+
+/// `2026-11-24T06:53:04Z`
+fn format_utc(t: std::time::SystemTime) -> String {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // civil from days (Howard Hinnant's algorithm)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[tokio::test]
+async fn an_imds_outage_during_an_imds_triggered_hold_does_not_end_it() {
+    let g = group("imdsfault", 1, 60).await;
+    let me = g.instances[0].clone();
+    let t = tempfile::tempdir().unwrap();
+    let (data, sim, written) = shipping(t.path(), 150_000, &["--rate", "15000"]);
+    let agent = Agent::launch(&me, &data, &[]);
+    agent
+        .wait_log(
+            "IMDS: target lifecycle state InService",
+            Duration::from_secs(15),
+        )
+        .await;
+    g.scale_in(&me).await;
+    agent
+        .wait_log("holding instance", Duration::from_secs(10))
+        .await;
+    // IMDS answers 500 for 3 s, then not at all for 4 s, while the drain runs.
+    imds_control(
+        &me,
+        serde_json::json!({"fault": {"mode": "500", "seconds": 3}}),
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    imds_control(
+        &me,
+        serde_json::json!({"fault": {"mode": "timeout", "seconds": 4}}),
+    );
+    g.wait_gone(&me, Duration::from_secs(60)).await;
+    assert!(now_epoch() >= sim.last_ack() + 1.0);
+    assert_eq!(acked_bytes(&data), written);
+    let logs = agent.logs();
+    assert!(logs.contains("IMDS answered HTTP 500"), "{logs}");
+    assert!(
+        logs.contains("completed lifecycle action with CONTINUE"),
+        "{logs}"
+    );
+    assert_eq!(
+        count(&logs, "this instance is terminating (noticed by"),
+        1,
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn the_imds_stand_in_speaks_imdsv2() {
+    let g = group("imdsv2", 1, 60).await;
+    let me = g.instances[0].clone();
+    let base = imds_endpoint(&me);
+    let state = format!("{base}latest/meta-data/autoscaling/target-lifecycle-state");
+    assert_eq!(http("GET", &state, None).0, 401, "no token, no answer");
+    assert_eq!(
+        http("PUT", &format!("{base}latest/api/token"), None).0,
+        400,
+        "a token needs its TTL header"
+    );
+    assert_eq!(
+        http(
+            "GET",
+            &format!("{}/_drainhook/imds/i-0nosuchinstance", endpoint()),
+            None
+        )
+        .0,
+        404,
+        "unknown instances are refused"
+    );
+    // Its target state follows the emulator's: InService, then Terminated at the scale-in.
+    let out = drainhook_imds_state(&base).await;
+    assert_eq!(out.as_deref(), Some("InService"));
+    g.scale_in(&me).await;
+    assert_eq!(
+        drainhook_imds_state(&base).await.as_deref(),
+        Some("Terminated")
+    );
+}
+
+/// The state as the agent's own IMDS client reads it (token PUT, then GET).
+async fn drainhook_imds_state(base: &str) -> Option<String> {
+    let c = drainhook::imds::ImdsClient::with_endpoint(base).unwrap();
+    c.fetch_target_lifecycle_state().await.unwrap()
 }

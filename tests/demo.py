@@ -4,7 +4,8 @@
 Runs against the local AWS emulator (AWS_ENDPOINT_URL, set by with_moto.sh): a group of
 three instances with a termination hook notifying an SQS queue, log files written and
 shipped by the filebeat simulator at a visible pace, and the drainhook agent for one
-instance. Then the group scales in and this script prints what happens, as a timeline.
+instance, with both triggers: the instance's IMDS (the emulator's stand-in) and the queue.
+Then the group scales in and this script prints what happens, as a timeline.
 """
 
 import json
@@ -13,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 
 import boto3
 
@@ -68,12 +70,19 @@ def main():
 
     open(os.path.join(WORK, "none.toml"), "w").close()  # an empty config: all from flags
     agent_log = open(os.path.join(WORK, "agent.log"), "w")
-    agent = subprocess.Popen([BIN, "agent", "--instance-id", me, "--queue-url", q,
+    # The instance's own metadata service: the emulator's IMDSv2 stand-in, whose
+    # target-lifecycle-state follows the instance's state in the group.
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    with urllib.request.urlopen("%s/_drainhook/imds/%s" % (endpoint, me)) as r:
+        imds = json.load(r)["endpoint"]
+    env = dict(os.environ, AWS_EC2_METADATA_SERVICE_ENDPOINT=imds)
+    env.pop("AWS_EC2_METADATA_DISABLED", None)
+    agent = subprocess.Popen([BIN, "agent", "--queue-url", q,
                               "--registry", os.path.join(WORK, "data"), "--settle", "2s",
                               "--drained-marker", os.path.join(WORK, "drained"),
                               "--config", os.path.join(WORK, "none.toml")],
-                             stderr=agent_log, env=dict(os.environ, AWS_EC2_METADATA_DISABLED="true"))
-    say("drainhook agent started for %s" % me)
+                             stderr=agent_log, env=env)
+    say("drainhook agent started for %s: triggers IMDS (%s) and the queue" % (me, imds))
     time.sleep(3)
     asg.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=2)
     say("scale-in: desired capacity 3 -> 2")
@@ -87,7 +96,9 @@ def main():
             for line in lines[seen:]:
                 msg = line.split(" INFO ", 1)[-1].split(" WARN ", 1)[-1]
                 if any(k in msg for k in ("received", "holding", "heartbeat sent", "draining", "drained",
-                                          "completed", "pre-drain", "timed out", "did not finish")):
+                                          "completed", "pre-drain", "timed out", "did not finish",
+                                          "target lifecycle state Terminated", "terminating (noticed",
+                                          "belongs to the lifecycle action")):
                     say("agent: " + msg.split(" message_id=")[0].split(" instance=i-")[0])
             seen = len(lines)
             if agent.poll() is not None:

@@ -26,6 +26,7 @@ use crate::{duration, exit, imds::ImdsClient, sdnotify};
 use aws_config::timeout::TimeoutConfig;
 use std::fmt;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch, Notify};
@@ -99,6 +100,9 @@ pub(crate) struct Ctx {
     pub queue: Option<queue::QueueClient>,
     /// Becomes true on SIGTERM/SIGINT.
     pub shutdown: watch::Receiver<bool>,
+    /// The running hold has its message: the queue listener has nothing left to find and
+    /// stops polling until the hold ends, adding no load to the shared queue meanwhile.
+    pub message_held: AtomicBool,
 }
 
 impl Ctx {
@@ -186,6 +190,7 @@ pub async fn run(cfg: AgentConfig) -> Result<ExitCode, String> {
         queue,
         cfg,
         shutdown,
+        message_held: AtomicBool::new(false),
     });
     tracing::info!(
         instance = %ctx.instance_id,
@@ -294,6 +299,7 @@ impl Coordinator {
         let Some(r) = self.running.take() else {
             return;
         };
+        self.ctx.message_held.store(false, Ordering::Relaxed);
         if let Some(end) = end {
             self.finished = Some(Finished {
                 action: r.action,
@@ -313,6 +319,9 @@ impl Coordinator {
             return;
         }
         if let Some(r) = &self.running {
+            if message.is_some() {
+                self.ctx.message_held.store(true, Ordering::Relaxed);
+            }
             join_running(r, source, message);
             return;
         }
@@ -347,6 +356,7 @@ impl Coordinator {
         let messages = keeper::Messages::default();
         if let Some(m) = message {
             keeper::add_message(&messages, m);
+            self.ctx.message_held.store(true, Ordering::Relaxed);
         }
         let adopted = Arc::new(Notify::new());
         let task = tokio::spawn(hold::run(

@@ -29,6 +29,7 @@ use aws_sdk_sqs::types::{
 };
 use backon::{BackoffBuilder, ExponentialBuilder};
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
@@ -256,6 +257,10 @@ impl Listener<'_> {
     async fn run(&mut self) {
         let mut errors = retry_delays();
         while !self.ctx.stopping() {
+            if self.ctx.message_held.load(Ordering::Relaxed) {
+                self.ctx.pause(Duration::from_secs(1)).await;
+                continue;
+            }
             let backup = *self.imds_ok.borrow();
             if self.backup != Some(backup) {
                 tracing::info!(

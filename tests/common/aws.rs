@@ -4,57 +4,92 @@
 
 use crate::common::*;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-// ---------------------------------------------------------------- IMDSv2 stand-in
+// ---------------------------------------------------------------- the emulator's own routes
 
-/// A local IMDSv2: `PUT /latest/api/token` gives a token; GETs need it (401 without).
-pub fn imds_server(instance_id: &str) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let id = instance_id.to_string();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request = String::new();
-            if reader.read_line(&mut request).is_err() {
-                continue;
-            }
-            let mut token = None;
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
-                    break;
-                }
-                let lower = h.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("x-aws-ec2-metadata-token:") {
-                    token = Some(v.trim().to_string());
-                }
-            }
-            let mut parts = request.split_whitespace();
-            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let (status, body) = match (method, path) {
-                ("PUT", "/latest/api/token") => ("200 OK", "imds-token".to_string()),
-                (_, _) if token.as_deref() != Some("imds-token") => {
-                    ("401 Unauthorized", String::new())
-                }
-                ("GET", "/latest/meta-data/instance-id") => ("200 OK", id.clone()),
-                ("GET", "/latest/meta-data/placement/region") => ("200 OK", "us-east-1".into()),
-                _ => ("404 Not Found", String::new()),
-            };
-            let mut s = stream;
-            let _ = write!(
-                s,
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nx-aws-ec2-metadata-token-ttl-seconds: 21600\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    format!("http://{addr}/")
+/// One HTTP/1.1 request to a loopback URL; returns the status and the body.
+pub fn http(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut s = TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+fn json(status_body: (u16, String), what: &str) -> serde_json::Value {
+    let (status, body) = status_body;
+    assert_eq!(status, 200, "{what}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what}: {e}: {body}"))
+}
+
+/// The emulator's IMDSv2 stand-in for `instance`: its own loopback listener, whose
+/// `target-lifecycle-state` follows the emulator's state of the instance.
+pub fn imds_endpoint(instance: &str) -> String {
+    let v = json(
+        http(
+            "GET",
+            &format!("{}/_drainhook/imds/{instance}", endpoint()),
+            None,
+        ),
+        "IMDS stand-in",
+    );
+    v["endpoint"].as_str().unwrap().to_string()
+}
+
+/// Sets the IMDS stand-in of `instance`: `life_cycle`, `spot_action`, `fault`,
+/// `target_lifecycle_404`.
+pub fn imds_control(instance: &str, settings: serde_json::Value) -> serde_json::Value {
+    json(
+        http(
+            "POST",
+            &format!("{}/_drainhook/imds/{instance}", endpoint()),
+            Some(&settings.to_string()),
+        ),
+        "IMDS stand-in control",
+    )
+}
+
+/// What the emulator recorded: requests by agent label, lifecycle actions, deletions.
+pub fn emulator_stats() -> serde_json::Value {
+    json(
+        http("GET", &format!("{}/_drainhook/stats", endpoint()), None),
+        "emulator stats",
+    )
+}
+
+/// Requests agent `label` made to `service` (`sqs`, `autoscaling`), all actions summed.
+pub fn requests_by(label: &str, service: &str) -> u64 {
+    let stats = emulator_stats();
+    let mut n = 0;
+    if let Some(by_label) = stats["requests"][label][service].as_object() {
+        n += by_label.values().filter_map(|v| v.as_u64()).sum::<u64>();
+    }
+    n
 }
 
 // ---------------------------------------------------------------- AWS set-up
@@ -282,18 +317,28 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// The agent for `instance` with both triggers: the emulator's IMDS and the group's queue.
     pub fn start(g: &Group, instance: &str, data: &Path, extra: &[&str]) -> Agent {
+        let mut args = vec!["--queue-url", g.queue_url.as_str()];
+        args.extend_from_slice(extra);
+        Agent::launch(instance, data, &args)
+    }
+
+    /// The agent with `args` (no queue unless they name one), its IMDS the emulator's
+    /// stand-in for `instance`, its requests labelled `instance` in the emulator's stats.
+    pub fn launch(instance: &str, data: &Path, args: &[&str]) -> Agent {
         let log = data.with_extension(format!("agent-{}.log", unique("run")));
         let mut c = drainhook();
-        c.args(["agent", "--queue-url", &g.queue_url, "--settle", "1s"])
+        c.args(["agent", "--settle", "1s"])
             .args(["--visibility-timeout", "4s", "--idle-pause", "200ms"])
             .arg("--registry")
             .arg(data)
             .arg("--drained-marker")
             .arg(data.with_extension("drained"))
-            .args(extra)
-            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds_server(instance))
+            .args(args)
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds_endpoint(instance))
             .env_remove("AWS_EC2_METADATA_DISABLED")
+            .env("AWS_SDK_UA_APP_ID", instance)
             .env("DRAINHOOK_CONFIG", data.with_extension("absent.toml"))
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap());

@@ -18,14 +18,31 @@ with HTTP 500 and keeps no scaling activities. This module adds:
   the instance; an unknown token, instance, hook or group gets AWS's ValidationError text;
 - DescribeScalingActivities lists the terminations.
 
+Two test-side additions, on routes under /_drainhook/ of the same server:
+
+- an IMDSv2 stand-in per instance (GET /_drainhook/imds/<instance-id> starts it and answers
+  {"endpoint": "http://127.0.0.1:PORT/"}): token PUT, then GETs with the token (401
+  without); its autoscaling/target-lifecycle-state is derived from the emulator's state of the
+  instance at each request (InService, then Terminated once the instance waits in
+  Terminating:Wait or has left the group). POST to the same route sets life_cycle,
+  spot_action, fault (500 or timeout for N seconds) and target_lifecycle_404;
+- accounting (GET /_drainhook/stats, POST /_drainhook/stats/reset): requests by agent label
+  (the `app/<label>` the SDK puts in User-Agent from AWS_SDK_UA_APP_ID), service and action;
+  per lifecycle action the scale-in, heartbeats, completion (result, by whom) or expiry; and
+  every SQS deletion with the instance its message was about and whether that instance's
+  action was alive at that moment.
+
 moto is pinned (see the Makefile): these patches reach into its models.
 """
 
 import argparse
 import datetime
+import http.server
+import io
 import json
 import threading
 import time
+import urllib.parse
 import uuid
 
 import moto.autoscaling.models as asm
@@ -36,6 +53,13 @@ from moto.sqs.models import sqs_backends
 
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
 LOCK = threading.RLock()
+
+# Accounting, read through /_drainhook/stats.
+RECORDS = {}  # instance id -> its lifecycle action's history
+EVER_IN_GROUP = {}  # instance id -> (group, region), for instances that were in one
+REQUESTS = {}  # label -> service -> action -> count
+DELETES = []  # {"t", "by", "instance", "alive"}
+STATS_LOCK = threading.Lock()
 
 
 def now_iso():
@@ -54,6 +78,17 @@ class Action:
         self.deadline = self.started + hook.heartbeat_timeout
         self.global_deadline = self.started + min(172800, 100 * hook.heartbeat_timeout)
         self.heartbeats = 0
+        RECORDS[self.instance_id] = {
+            "group": group.name,
+            "hook": hook.name,
+            "scale_in_at": self.started,
+            "heartbeats": [],
+            "completed_at": None,
+            "result": None,
+            "completed_by": None,
+            "expired_at": None,
+        }
+        EVER_IN_GROUP[self.instance_id] = (group.name, backend.region_name)
 
 
 def backend_actions(backend):
@@ -108,9 +143,18 @@ def begin_termination(backend, group, state):
     return True
 
 
-def finish(action, result, cause):
+def finish(action, result, cause, by=None):
     """Terminates the instance once its action ends (both results terminate)."""
     backend, group = action.backend, action.group
+    rec = RECORDS.get(action.instance_id)
+    if rec is not None:
+        if by is None:
+            rec["expired_at"] = time.time()
+            rec["result"] = "%s (heartbeat timeout)" % result
+        else:
+            rec["completed_at"] = time.time()
+            rec["result"] = result
+            rec["completed_by"] = by
     backend_actions(backend).remove(action)
     group.instance_states = [s for s in group.instance_states if s.instance.id != action.instance_id]
     backend.ec2_backend.terminate_instances([action.instance_id])
@@ -245,6 +289,9 @@ def record_lifecycle_action_heartbeat(self):
         a = requested_action(self)
         a.deadline = min(time.time() + a.hook.heartbeat_timeout, a.global_deadline)
         a.heartbeats += 1
+        rec = RECORDS.get(a.instance_id)
+        if rec is not None:
+            rec["heartbeats"].append([time.time(), agent_label(self.headers)])
     return EmptyResult()
 
 
@@ -254,7 +301,7 @@ def complete_lifecycle_action(self):
         raise ValidationError("Valid values for LifecycleActionResult are CONTINUE and ABANDON")
     with LOCK:
         a = requested_action(self)
-        finish(a, result, "a user completed the lifecycle action")
+        finish(a, result, "a user completed the lifecycle action", by=agent_label(self.headers))
     return EmptyResult()
 
 
@@ -284,13 +331,344 @@ def expire_actions():
                             finish(a, a.hook.default_result, "the lifecycle action timed out")
 
 
+
+# -- accounting ---------------------------------------------------------------------------
+
+
+def agent_label(headers):
+    """The `app/<label>` the SDK adds to User-Agent from AWS_SDK_UA_APP_ID ('-' without)."""
+    ua = headers.get("User-Agent", "") or ""
+    amz = headers.get("X-Amz-User-Agent", "") or ""
+    for part in (ua + " " + amz).split():
+        if part.startswith("app/"):
+            return part[4:]
+    return "-"
+
+
+def instance_of_body(body):
+    """The EC2InstanceId a lifecycle message is about (direct, SNS-wrapped, EventBridge)."""
+    try:
+        v = json.loads(body)
+        if isinstance(v, dict) and v.get("Type") == "Notification" and isinstance(v.get("Message"), str):
+            v = json.loads(v["Message"])
+        if isinstance(v, dict) and isinstance(v.get("detail"), dict):
+            v = v["detail"]
+        if isinstance(v, dict):
+            return v.get("EC2InstanceId") or v.get("instance-id")
+    except (ValueError, TypeError):
+        pass
+    return None
+
+
+def action_alive(instance_id):
+    with LOCK:
+        for account in asm.autoscaling_backends.values():
+            for backend in account.values():
+                for a in getattr(backend, "_lifecycle_actions", []):
+                    if a.instance_id == instance_id:
+                        return True
+    return False
+
+
+def message_for_receipt(queue_url, receipt):
+    name = queue_url.rstrip("/").rsplit("/", 1)[-1]
+    for account in sqs_backends.values():
+        for backend in account.values():
+            q = backend.queues.get(name)
+            if q is None:
+                continue
+            for m in list(q._messages):
+                if m.had_receipt_handle(receipt):
+                    return m
+    return None
+
+
+def note_deletes(label, target, body):
+    """Before moto deletes: which instance each deleted message was about, and whether its
+    lifecycle action was alive at that moment."""
+    try:
+        req = json.loads(body or b"{}")
+    except ValueError:
+        return
+    url = req.get("QueueUrl", "")
+    if target.endswith(".DeleteMessage"):
+        receipts = [req.get("ReceiptHandle")]
+    else:
+        receipts = [e.get("ReceiptHandle") for e in req.get("Entries", []) if isinstance(e, dict)]
+    now = time.time()
+    for r in receipts:
+        m = message_for_receipt(url, r) if r else None
+        inst = instance_of_body(m.body) if m is not None else None
+        with STATS_LOCK:
+            DELETES.append(
+                {"t": now, "by": label, "instance": inst, "alive": bool(inst) and action_alive(inst)}
+            )
+
+
+def service_of(environ):
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    if "Credential=" in auth:
+        scope = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")
+        if len(scope) >= 4:
+            return scope[3]
+    return "-"
+
+
+def accounting(app):
+    """WSGI middleware: counts requests by agent label, service and action, notes deletions,
+    and serves the /_drainhook/ routes."""
+
+    def wrapped(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_drainhook/"):
+            return control(environ, start_response)
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        service = service_of(environ)
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target:
+            action = target.rsplit(".", 1)[-1]
+        else:
+            action = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get("Action", ["-"])[0]
+        label = agent_label({"User-Agent": environ.get("HTTP_USER_AGENT", ""),
+                             "X-Amz-User-Agent": environ.get("HTTP_X_AMZ_USER_AGENT", "")})
+        with STATS_LOCK:
+            per = REQUESTS.setdefault(label, {}).setdefault(service, {})
+            per[action] = per.get(action, 0) + 1
+        if target.endswith(".DeleteMessage") or target.endswith(".DeleteMessageBatch"):
+            note_deletes(label, target, body)
+        return app(environ, start_response)
+
+    return wrapped
+
+
+def respond(start_response, status, obj):
+    data = json.dumps(obj, default=str).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def control(environ, start_response):
+    path = environ.get("PATH_INFO", "")
+    method = environ.get("REQUEST_METHOD", "GET")
+    parts = [p for p in path.split("/") if p][1:]  # after "_drainhook"
+    if parts == ["stats"] and method == "GET":
+        with STATS_LOCK:
+            return respond(start_response, "200 OK", {
+                "requests": REQUESTS, "actions": RECORDS, "deletes": DELETES,
+                "imds": {i: s.stats() for i, s in IMDS.items()},
+            })
+    if parts == ["stats", "reset"] and method == "POST":
+        with STATS_LOCK:
+            REQUESTS.clear()
+            DELETES.clear()
+        return respond(start_response, "200 OK", {"reset": True})
+    if len(parts) >= 2 and parts[0] == "imds":
+        instance = parts[1]
+        stand_in = imds_for(instance)
+        if stand_in is None:
+            return respond(start_response, "404 Not Found",
+                           {"error": "instance %s is in no Auto Scaling group of the emulator" % instance})
+        if len(parts) == 3 and parts[2] == "stats":
+            return respond(start_response, "200 OK", stand_in.stats())
+        if method == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            try:
+                settings = json.loads(environ["wsgi.input"].read(length) or b"{}")
+                stand_in.configure(settings)
+            except (ValueError, TypeError, KeyError) as e:
+                return respond(start_response, "400 Bad Request", {"error": str(e)})
+        return respond(start_response, "200 OK", stand_in.describe())
+    return respond(start_response, "404 Not Found", {"error": "no route %s %s" % (method, path)})
+
+
+# -- IMDSv2 stand-in -----------------------------------------------------------------------
+
+IMDS = {}  # instance id -> ImdsStandIn
+IMDS_LOCK = threading.Lock()
+
+
+def find_instance(instance_id):
+    """(group, lifecycle state, region) of an instance in a group, else None."""
+    with LOCK:
+        for account in asm.autoscaling_backends.values():
+            for region, backend in account.items():
+                for g in backend.autoscaling_groups.values():
+                    for st in g.instance_states:
+                        if st.instance.id == instance_id:
+                            return g.name, st.lifecycle_state, region
+    return None
+
+
+def target_lifecycle_state(instance_id):
+    """What AWS publishes as the instance's *target* state."""
+    found = find_instance(instance_id)
+    if found is None:
+        # It left its group: terminated (or detached, which the tests never do).
+        return "Terminated" if instance_id in EVER_IN_GROUP else None
+    state = found[1]
+    if state.startswith("Terminating"):
+        return "Terminated"
+    if state.startswith("Warmed:Terminating"):
+        return "Warmed:Terminated"
+    if state in ("Standby", "Detached"):
+        return state
+    return "InService"  # InService, Pending, Pending:Wait, Pending:Proceed
+
+
+class ImdsStandIn:
+    """One instance's metadata service on its own loopback port."""
+
+    def __init__(self, instance_id, region):
+        self.instance_id = instance_id
+        self.region = region
+        self.life_cycle = "on-demand"
+        self.spot_action = None
+        self.fault = None  # (mode, until)
+        self.lifecycle_404 = False
+        self.tokens = set()
+        self.requests = 0
+        self.by_path = {}
+        self.lock = threading.Lock()
+        stand_in = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_PUT(self):
+                stand_in.serve(self, "PUT")
+
+            def do_GET(self):
+                stand_in.serve(self, "GET")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.endpoint = "http://127.0.0.1:%d/" % self.server.server_address[1]
+
+    def describe(self):
+        with self.lock:
+            fault = None
+            if self.fault and time.time() < self.fault[1]:
+                fault = {"mode": self.fault[0], "seconds_left": round(self.fault[1] - time.time(), 1)}
+            return {"endpoint": self.endpoint, "instance_id": self.instance_id, "life_cycle": self.life_cycle,
+                    "spot_action": self.spot_action, "fault": fault, "target_lifecycle_404": self.lifecycle_404}
+
+    def stats(self):
+        with self.lock:
+            return {"requests": self.requests, "by_path": dict(self.by_path)}
+
+    def configure(self, settings):
+        with self.lock:
+            if "life_cycle" in settings:
+                self.life_cycle = str(settings["life_cycle"])
+            if "spot_action" in settings:
+                self.spot_action = settings["spot_action"]
+            if "target_lifecycle_404" in settings:
+                self.lifecycle_404 = bool(settings["target_lifecycle_404"])
+            if "fault" in settings:
+                f = settings["fault"]
+                if not f or f.get("mode") in (None, "none"):
+                    self.fault = None
+                else:
+                    if f["mode"] not in ("500", "timeout"):
+                        raise ValueError("fault mode must be 500, timeout or none")
+                    self.fault = (f["mode"], time.time() + float(f.get("seconds", 10)))
+
+    def serve(self, h, method):
+        path = h.path.split("?", 1)[0]
+        with self.lock:
+            self.requests += 1
+            self.by_path[path] = self.by_path.get(path, 0) + 1
+            fault = self.fault if self.fault and time.time() < self.fault[1] else None
+        if fault and fault[0] == "timeout":
+            # Accept, never answer: the client's own timeout must end the wait.
+            time.sleep(max(0.0, min(fault[1] - time.time(), 30.0)))
+            h.close_connection = True
+            return
+        if fault:
+            return self.answer(h, 500, "")
+        if method == "PUT":
+            if path != "/latest/api/token":
+                return self.answer(h, 403, "")
+            ttl = h.headers.get("X-aws-ec2-metadata-token-ttl-seconds", "")
+            if not ttl.isdigit() or not 1 <= int(ttl) <= 21600:
+                return self.answer(h, 400, "")
+            token = uuid.uuid4().hex
+            with self.lock:
+                self.tokens.add(token)
+            return self.answer(h, 200, token, {"X-aws-ec2-metadata-token-ttl-seconds": ttl})
+        if h.headers.get("X-aws-ec2-metadata-token") not in self.tokens:
+            return self.answer(h, 401, "")
+        meta = "/latest/meta-data/"
+        item = path[len(meta):] if path.startswith(meta) else None
+        if item == "instance-id":
+            return self.answer(h, 200, self.instance_id)
+        if item == "placement/region":
+            return self.answer(h, 200, self.region)
+        if item == "placement/availability-zone":
+            return self.answer(h, 200, self.region + "a")
+        if item == "instance-life-cycle":
+            return self.answer(h, 200, self.life_cycle)
+        if item == "autoscaling/target-lifecycle-state":
+            state = None if self.lifecycle_404 else target_lifecycle_state(self.instance_id)
+            return self.answer(h, 200, state) if state else self.answer(h, 404, "")
+        if item == "spot/instance-action":
+            with self.lock:
+                spot = self.spot_action
+            return self.answer(h, 200, json.dumps(spot)) if spot else self.answer(h, 404, "")
+        return self.answer(h, 404, "")
+
+    @staticmethod
+    def answer(h, status, body, headers=None):
+        data = body.encode()
+        h.send_response(status)
+        h.send_header("Content-Type", "text/plain")
+        h.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(data)
+
+
+def imds_for(instance_id):
+    with IMDS_LOCK:
+        if instance_id in IMDS:
+            return IMDS[instance_id]
+        found = find_instance(instance_id)
+        if found is not None:
+            region = found[2]
+        elif instance_id in EVER_IN_GROUP:
+            region = EVER_IN_GROUP[instance_id][1]
+        else:
+            return None
+        IMDS[instance_id] = ImdsStandIn(instance_id, region)
+        return IMDS[instance_id]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
     a = p.parse_args()
     threading.Thread(target=expire_actions, daemon=True).start()
+    from moto.moto_server import werkzeug_app
     from moto.server import main as moto_main
+
+    # Count and route every request before moto sees it.
+    dispatch = werkzeug_app.DomainDispatcherApplication.__call__
+
+    def call(self, environ, start_response):
+        return accounting(lambda e, s: dispatch(self, e, s))(environ, start_response)
+
+    werkzeug_app.DomainDispatcherApplication.__call__ = call
 
     moto_main(["-H", a.host, "-p", str(a.port)])
 
