@@ -8,7 +8,7 @@ PY    := $(VENV)/bin/python
 MOTO_VERSION    := 5.2.5
 CFN_LINT_VERSION := 1.58.0
 
-.PHONY: all build release test lint unit deploy-check eb-bundle agent-latency idle demo bench audit latency venv clean
+.PHONY: all build release test lint unit deploy-check eb-bundle agent-latency idle demo bench audit latency venv clean fleet fleet-smoke
 
 all: build
 
@@ -44,7 +44,7 @@ deploy-check: venv
 	shellcheck $(SHELL_SCRIPTS)
 	$(PY) tests/deploy/lint_infra.py
 
-test: lint deploy-check unit
+test: lint deploy-check unit fleet-smoke
 
 # An Elastic Beanstalk bundle skeleton: copy dist/eb/* into your application bundle.
 eb-bundle: release
@@ -63,6 +63,17 @@ demo: venv
 
 bench:
 	cargo bench --bench registry
+
+# A fleet of N agents (one per instance, each with its own IMDS stand-in) and a 25 % scale-in,
+# for each trigger mode; prints the figures and fails if a bar of the design is missed.
+N ?= 200
+MODES ?= imds,queue,both
+fleet: venv release
+	ulimit -n 65536 && tests/moto_ext/with_moto.sh $(PY) $(PY) tests/fleet/fleet.py --n $(N) --modes $(MODES)
+
+# The same at N=8 with the default configuration, short idle: part of `make test`.
+fleet-smoke: venv build
+	tests/moto_ext/with_moto.sh $(PY) $(PY) tests/fleet/fleet.py --n 8 --modes both --idle 20 --binary target/debug/drainhook --out .fleet/smoke.json
 
 # drain latency: median over 20 runs of (drain exit - last registry ack - settle)
 latency:
@@ -86,4 +97,4 @@ audit:
 
 clean:
 	cargo clean
-	rm -rf $(VENV) .demo
+	rm -rf $(VENV) .demo .fleet
