@@ -47,13 +47,15 @@ deploy-check: venv
 test: lint deploy-check unit fleet-smoke
 
 # An Elastic Beanstalk bundle skeleton: copy dist/eb/* into your application bundle.
+# EB_VARIANT=ebextensions-queue for a queue as a second trigger (default: IMDS alone).
+EB_VARIANT ?= ebextensions
 eb-bundle: release
 	rm -rf dist/eb
 	mkdir -p dist/eb/drainhook/systemd/sysvinit dist/eb/.ebextensions dist/eb/.platform/hooks/postdeploy
 	cp target/release/drainhook infra/install.sh dist/eb/drainhook/
 	cp systemd/*.service dist/eb/drainhook/systemd/
 	cp systemd/sysvinit/drainhook dist/eb/drainhook/systemd/sysvinit/
-	cp infra/ebextensions/*.config dist/eb/.ebextensions/
+	cp infra/$(EB_VARIANT)/*.config dist/eb/.ebextensions/
 	cp infra/platform/hooks/postdeploy/50-drainhook.sh dist/eb/.platform/hooks/postdeploy/
 	@echo "dist/eb: copy drainhook/, .ebextensions/ and .platform/ into your application bundle"
 
@@ -69,7 +71,7 @@ bench:
 N ?= 200
 MODES ?= imds,queue,both
 fleet: venv release
-	ulimit -n 65536 && tests/moto_ext/with_moto.sh $(PY) $(PY) tests/fleet/fleet.py --n $(N) --modes $(MODES)
+	ulimit -n "$$(ulimit -Hn)" && tests/moto_ext/with_moto.sh $(PY) $(PY) tests/fleet/fleet.py --n $(N) --modes $(MODES)
 
 # The same at N=8 with the default configuration, short idle: part of `make test`.
 fleet-smoke: venv build

@@ -298,40 +298,70 @@ fn pascal(op: &str) -> String {
         .collect()
 }
 
-#[test]
-fn the_iam_policy_allows_exactly_the_calls_the_code_makes() {
+/// Every `.rs` file under `dir`, read.
+fn rust_sources(dir: &Path) -> String {
     let mut code = String::new();
-    for e in fs::read_dir(repo("src")).unwrap().flatten() {
-        if e.path().extension().is_some_and(|x| x == "rs") {
-            code += &fs::read_to_string(e.path()).unwrap();
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            code += &rust_sources(&p);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            code += &fs::read_to_string(&p).unwrap();
         }
     }
-    let mut called = std::collections::BTreeSet::new();
-    for (prefix, ops) in [("sqs", SQS_OPS), ("autoscaling", ASG_OPS)] {
-        for op in ops {
-            if code.contains(&format!(".{op}()")) {
-                called.insert(format!("{prefix}:{}", pascal(op)));
-            }
-        }
-    }
+    code
+}
+
+/// The IAM action an SDK call needs: batch calls are authorised by their single form.
+fn iam_action(prefix: &str, op: &str) -> String {
+    format!("{prefix}:{}", pascal(op.trim_end_matches("_batch")))
+}
+
+/// The actions a policy file allows; only the describe calls (which take no resource) may
+/// be allowed on "*".
+fn policy_actions(path: &str) -> std::collections::BTreeSet<String> {
     let policy: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(repo("infra/iam/drainhook-policy.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&fs::read_to_string(repo(path)).unwrap()).unwrap();
     let mut allowed = std::collections::BTreeSet::new();
     for st in policy["Statement"].as_array().unwrap() {
         assert_eq!(st["Effect"], "Allow");
         for a in st["Action"].as_array().unwrap() {
             allowed.insert(a.as_str().unwrap().to_string());
         }
-        // Only the describe calls (which take no resource) may use "*".
         if st["Resource"] == "*" {
             for a in st["Action"].as_array().unwrap() {
                 assert!(
                     a.as_str().unwrap().contains(":Describe"),
-                    "{a} on every resource"
+                    "{path}: {a} on every resource"
                 );
             }
         }
     }
-    assert_eq!(allowed, called);
+    allowed
+}
+
+#[test]
+fn the_iam_policies_allow_exactly_the_calls_the_code_makes() {
+    let code = rust_sources(&repo("src"));
+    let mut called = std::collections::BTreeSet::new();
+    for (prefix, ops) in [("sqs", SQS_OPS), ("autoscaling", ASG_OPS)] {
+        for op in ops {
+            if code.contains(&format!(".{op}()")) {
+                called.insert(iam_action(prefix, op));
+            }
+        }
+    }
+    assert!(
+        called.contains("sqs:ReceiveMessage") && called.contains("autoscaling:CompleteLifecycleAction"),
+        "the scan found the agent's calls: {called:?}"
+    );
+    // With a queue: every call the agent can make.
+    assert_eq!(policy_actions("infra/iam/drainhook-policy-queue.json"), called);
+    // IMDS alone (the default): the same without any SQS call.
+    let without_sqs: std::collections::BTreeSet<String> = called
+        .iter()
+        .filter(|a| !a.starts_with("sqs:"))
+        .cloned()
+        .collect();
+    assert_eq!(policy_actions("infra/iam/drainhook-policy.json"), without_sqs);
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Checks the deployment files: cfn-lint on the CloudFormation template and on the
-.ebextensions resources (wrapped as a template with AWSEBAutoScalingGroup supplied), and
-the same least-privilege actions in every instance policy as in infra/iam/drainhook-policy.json.
+"""Checks the deployment files: cfn-lint on the CloudFormation template and on both
+.ebextensions variants' resources (wrapped as a template with AWSEBAutoScalingGroup supplied),
+and the same least-privilege actions in every instance policy of a variant as in its IAM
+policy file: IMDS alone (the default) as infra/iam/drainhook-policy.json, the queue variant as
+infra/iam/drainhook-policy-queue.json.
 
   python lint_infra.py   (from the venv that has cfn-lint; exit 1 on any finding)
 """
@@ -19,6 +21,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 INFRA = os.path.join(ROOT, "infra")
 
 
+def resolve(node, use_queue):
+    """Takes the UseQueue branch of every Fn::If (both spellings) and drops AWS::NoValue."""
+    if isinstance(node, dict):
+        cond = node.get("Fn::If")
+        if cond is not None and len(node) == 1:
+            name, yes, no = cond
+            assert name == "UseQueue", name
+            return resolve(yes if use_queue else no, use_queue)
+        if node == {"Ref": "AWS::NoValue"}:
+            return None
+        return {k: resolve(v, use_queue) for k, v in node.items()}
+    if isinstance(node, list):
+        return [x for x in (resolve(v, use_queue) for v in node) if x is not None]
+    return node
+
+
 def actions(policy_doc):
     out = set()
     for st in policy_doc["Statement"]:
@@ -27,44 +45,59 @@ def actions(policy_doc):
     return out
 
 
-def main():
-    failed = False
-    cfn = os.path.join(INFRA, "cloudformation", "drainhook.yaml")
-    with open(os.path.join(INFRA, "ebextensions", "00-drainhook-resources.config")) as f:
-        eb = yaml.safe_load(f)
-    template = {
-        "AWSTemplateFormatVersion": "2010-09-09",
-        "Resources": dict(eb["Resources"]),
-    }
-    # What Elastic Beanstalk supplies to .ebextensions resources.
+def wrapped(eb):
+    """The .ebextensions resources as a template, with what Elastic Beanstalk supplies."""
+    template = {"AWSTemplateFormatVersion": "2010-09-09", "Resources": dict(eb["Resources"])}
     template["Resources"]["AWSEBAutoScalingGroup"] = {
         "Type": "AWS::AutoScaling::AutoScalingGroup",
         "Properties": {"MinSize": "1", "MaxSize": "2", "LaunchConfigurationName": "eb-launch-config",
                        "AvailabilityZones": {"Fn::GetAZs": ""}},
     }
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as t:
-        json.dump(template, t)
-    for path, label in [(cfn, "cloudformation/drainhook.yaml"), (t.name, "ebextensions resources")]:
-        cfn_lint = os.path.join(os.path.dirname(sys.executable), "cfn-lint")
+    return template
+
+
+def main():
+    failed = False
+    cfn = os.path.join(INFRA, "cloudformation", "drainhook.yaml")
+    variants = {}
+    for folder in ("ebextensions", "ebextensions-queue"):
+        with open(os.path.join(INFRA, folder, "00-drainhook-resources.config")) as f:
+            variants[folder] = yaml.safe_load(f)
+    to_lint = [(cfn, "cloudformation/drainhook.yaml")]
+    temps = []
+    for folder, eb in variants.items():
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as t:
+            json.dump(wrapped(eb), t)
+        temps.append(t.name)
+        to_lint.append((t.name, "%s resources" % folder))
+    cfn_lint = os.path.join(os.path.dirname(sys.executable), "cfn-lint")
+    for path, label in to_lint:
         r = subprocess.run([cfn_lint, path], capture_output=True, text=True)
         print("cfn-lint %s: %s" % (label, "ok" if r.returncode == 0 else "FAILED"))
         if r.returncode != 0:
             print(r.stdout + r.stderr)
             failed = True
-    os.unlink(t.name)
+    for t in temps:
+        os.unlink(t)
 
-    with open(os.path.join(INFRA, "iam", "drainhook-policy.json")) as f:
-        want = actions(json.load(f))
-    cfn_t = cfn_yaml.load(cfn)
-    for label, res in [("cloudformation", cfn_t["Resources"]["InstancePolicy"]),
-                       ("ebextensions", eb["Resources"]["DrainhookInstancePolicy"])]:
-        got = actions(res["Properties"]["PolicyDocument"])
-        if got != want:
-            print("%s instance policy differs from iam/drainhook-policy.json: extra %s, missing %s"
-                  % (label, sorted(got - want), sorted(want - got)))
+    cfn_t = json.loads(json.dumps(cfn_yaml.load(cfn)))
+    for use_queue, policy_file, folder in [(False, "drainhook-policy.json", "ebextensions"),
+                                           (True, "drainhook-policy-queue.json", "ebextensions-queue")]:
+        with open(os.path.join(INFRA, "iam", policy_file)) as f:
+            want = actions(json.load(f))
+        cfn_policy = resolve(cfn_t["Resources"]["InstancePolicy"]["Properties"]["PolicyDocument"], use_queue)
+        for label, doc in [("cloudformation (Trigger=%s)" % ("queue" if use_queue else "imds"), cfn_policy),
+                           (folder, variants[folder]["Resources"]["DrainhookInstancePolicy"]["Properties"]["PolicyDocument"])]:
+            got = actions(doc)
+            if got != want:
+                print("%s instance policy differs from iam/%s: extra %s, missing %s"
+                      % (label, policy_file, sorted(got - want), sorted(want - got)))
+                failed = True
+            else:
+                print("%s instance policy: same actions as iam/%s" % (label, policy_file))
+        if not use_queue and any(a.startswith("sqs:") for a in want):
+            print("the IMDS-alone policy allows SQS calls")
             failed = True
-        else:
-            print("%s instance policy: same actions as iam/drainhook-policy.json" % label)
     return 1 if failed else 0
 
 
