@@ -220,3 +220,39 @@ fn backlog_table_reads_well() {
         "{s}"
     );
 }
+
+#[test]
+fn the_simulator_ships_at_its_average_rate_whatever_the_line_length() {
+    // 4000 B/s is 80 bytes per 20 ms tick, less than one 100-byte line: the budget must
+    // carry over, or nothing ever ships.
+    let t = tempfile::tempdir().unwrap();
+    let logs = t.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let written = write_logs(
+        &logs.join("app.log"),
+        &[
+            "--rate",
+            "10000000",
+            "--total",
+            "40000",
+            "--line-size",
+            "100",
+        ],
+    );
+    assert!(written >= 40_000);
+    let data = t.path().join("data");
+    let sim = Sim::ship(
+        &data,
+        &["--rate", "4000", "--flush", "0.2"],
+        &[&logs.join("app.log")],
+    );
+    sim.wait_registry(&data);
+    let t0 = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let acked = acked_bytes(&data);
+    let rate = acked as f64 / t0.elapsed().as_secs_f64();
+    assert!(
+        (2500.0..5500.0).contains(&rate),
+        "shipped {acked} bytes in 3 s: {rate:.0} B/s, not about 4000"
+    );
+}

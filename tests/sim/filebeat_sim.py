@@ -164,6 +164,8 @@ class Shipper:
 
     # -- harvesting ----------------------------------------------------------
     def harvest(self, budget):
+        """Reads up to budget bytes of whole lines across files; returns the bytes read."""
+        start = budget
         for h in self.harvesters.values():
             if h.fd is None or budget <= 0:
                 continue
@@ -183,8 +185,10 @@ class Shipper:
             if not same and h.eof_since and time.time() - h.eof_since > self.a.close_inactive:
                 h.fd.close()
                 h.fd = None
+        return start - budget
 
     # -- registry ------------------------------------------------------------
+
     def _write_atomic(self, path, text):
         tmp = path + ".new"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_SYNC, 0o600)
@@ -250,12 +254,19 @@ class Shipper:
         signal.signal(signal.SIGINT, lambda *_: stop.append(1))
         tick = 0.02
         next_scan = 0.0
+        # The output's pace: a byte budget that accrues at --rate and carries over from tick to
+        # tick, so whole lines ship at the average rate whatever their length. Capped, so
+        # that after an idle spell the burst is at most a second's worth (or one long line).
+        credit, last = 0.0, time.time()
+        cap = max(self.a.rate, 65536.0)
         while not stop:
             now = time.time()
             if now >= next_scan:
                 self.scan()
                 next_scan = now + self.a.scan_interval
-            self.harvest(int(self.a.rate * tick) or 1)
+            credit = min(credit + self.a.rate * (now - last), cap)
+            last = now
+            credit -= self.harvest(int(credit))
             self.flush()
             time.sleep(tick)
         self.flush(force=True)
