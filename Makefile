@@ -7,8 +7,14 @@ PY    := $(VENV)/bin/python
 # Pinned: the emulator extension patches moto's internals, which move between releases.
 MOTO_VERSION    := 5.2.5
 CFN_LINT_VERSION := 1.58.0
+# The portable build: cargo-zigbuild links against an old glibc with zig (both from PyPI).
+ZIGBUILD_VERSION := 0.24.0
+ZIGLANG_VERSION  := 0.17.1
+TARGET ?= x86_64-unknown-linux-gnu
+GLIBC  ?= 2.17
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: all build release test lint unit deploy-check eb-bundle agent-latency idle demo bench audit latency venv clean fleet fleet-smoke
+.PHONY: all build release dist test-dist test-boot test lint unit deploy-check eb-bundle agent-latency idle demo bench audit latency venv clean fleet fleet-smoke
 
 all: build
 
@@ -25,6 +31,12 @@ $(VENV)/.installed: Makefile
 	touch $@
 
 venv: $(VENV)/.installed
+
+# Kept apart from the test venv's stamp: zig is large and only `make dist` needs it.
+$(VENV)/.dist-tools: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
+		'cargo-zigbuild==$(ZIGBUILD_VERSION)' 'ziglang==$(ZIGLANG_VERSION)'
+	touch $@
 
 lint:
 	cargo fmt --check
@@ -46,13 +58,27 @@ deploy-check: venv
 
 test: lint deploy-check unit fleet-smoke
 
+# dist/drainhook: the release binary linked against glibc $(GLIBC) (it starts on Amazon Linux
+# 1, 2 and 2023), and the RPM and DEB built from it. TARGET=aarch64-unknown-linux-gnu for
+# Graviton where that Rust target is installed (`rustup target add`).
+dist: $(VENV)/.dist-tools
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo zigbuild --release --target $(TARGET).$(GLIBC)
+	mkdir -p dist
+	cp target/$(TARGET)/release/drainhook dist/drainhook
+	rm -f dist/drainhook_*.deb dist/drainhook-*.rpm
+	packaging/build-packages.sh dist/drainhook $(VERSION) dist $(firstword $(subst -, ,$(TARGET)))
+
+# The glibc bound (the normal build must fail it: the check discriminates) and the packages.
+test-dist: dist release
+	$(PY) tests/dist/check_dist.py dist --max-glibc $(GLIBC) --control target/release/drainhook
+
 # An Elastic Beanstalk bundle skeleton: copy dist/eb/* into your application bundle.
 # EB_VARIANT=ebextensions-queue for a queue as a second trigger (default: IMDS alone).
 EB_VARIANT ?= ebextensions
-eb-bundle: release
+eb-bundle: dist
 	rm -rf dist/eb
 	mkdir -p dist/eb/drainhook/systemd/sysvinit dist/eb/.ebextensions dist/eb/.platform/hooks/postdeploy
-	cp target/release/drainhook infra/install.sh dist/eb/drainhook/
+	cp dist/drainhook infra/install.sh dist/eb/drainhook/
 	cp systemd/*.service dist/eb/drainhook/systemd/
 	cp systemd/sysvinit/drainhook dist/eb/drainhook/systemd/sysvinit/
 	cp infra/$(EB_VARIANT)/*.config dist/eb/.ebextensions/

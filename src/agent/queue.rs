@@ -42,6 +42,11 @@ pub const CLEANUP_MARGIN: Duration = Duration::from_secs(30);
 /// How long a backup-mode agent leaves a foreign message hidden.
 pub const BACKUP_HIDE: Duration = Duration::from_secs(10);
 
+/// What a primary-mode receive asks for: every message is released or handed to the hold
+/// (whose keeper extends it) at once, so this only matters for messages nobody handles, such
+/// as those a long poll took just as its agent was stopped: they return this soon.
+pub const RECEIVE_HIDE: Duration = Duration::from_secs(5);
+
 /// How long an instance's state is believed.
 const STATE_TTL: Duration = Duration::from_secs(5);
 
@@ -276,7 +281,7 @@ impl Listener<'_> {
             let hide = if backup {
                 BACKUP_HIDE
             } else {
-                self.ctx.cfg.visibility_timeout
+                RECEIVE_HIDE.min(self.ctx.cfg.visibility_timeout)
             };
             let recv = self
                 .queue
@@ -475,6 +480,15 @@ impl Listener<'_> {
     async fn reject(&self, m: &Message, id: &str, reason: &str) {
         let Some(dlq) = &self.ctx.cfg.dead_letter_queue_url else {
             tracing::warn!(message_id = %id, "cannot handle message ({reason}); left in the queue (no dead-letter queue configured)");
+            // Out of the way for a while, not for ever: it stays for the queue's retention.
+            let secs = self.ctx.cfg.visibility_timeout.as_secs() as i32;
+            if let Err(e) = self
+                .queue
+                .change_visibility(m.receipt_handle().unwrap_or_default(), secs)
+                .await
+            {
+                tracing::debug!("ChangeMessageVisibility of a rejected message failed: {e}");
+            }
             return;
         };
         let sent = self
