@@ -14,7 +14,7 @@ TARGET ?= x86_64-unknown-linux-gnu
 GLIBC  ?= 2.17
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: all build release dist test-dist test-boot test lint unit deploy-check eb-bundle agent-latency idle demo bench audit latency venv clean fleet fleet-smoke
+.PHONY: fuzz all build release dist test-dist test-boot boot-images test lint unit deploy-check eb-bundle agent-latency idle demo bench audit latency venv clean fleet fleet-smoke
 
 all: build
 
@@ -48,7 +48,8 @@ unit: venv
 	tests/moto_ext/with_moto.sh $(PY) cargo test -- --test-threads=4
 
 SHELL_SCRIPTS := .ci/run infra/install.sh infra/platform/hooks/postdeploy/50-drainhook.sh \
-	systemd/sysvinit/drainhook tests/moto_ext/with_moto.sh tests/measure_idle.sh
+	systemd/sysvinit/drainhook tests/moto_ext/with_moto.sh tests/measure_idle.sh \
+	packaging/build-packages.sh packaging/scripts/postinst packaging/scripts/prerm packaging/scripts/postrm
 
 # Deployment files: shell scripts, CloudFormation and .ebextensions, IAM consistency.
 # (Unit files, the SysV script and the installer are exercised by tests/deploy.rs.)
@@ -72,6 +73,14 @@ dist: $(VENV)/.dist-tools
 test-dist: dist release
 	$(PY) tests/dist/check_dist.py dist --max-glibc $(GLIBC) --control target/release/drainhook
 
+# Real boots and shutdowns of Debian 12 guests under qemu (TCG): systemd and SysV, each with
+# a negative control. The rootfs images are built once with mmdebstrap and cached in .boot/.
+test-boot: test-dist
+	python3 tests/boot/boot_test.py
+
+boot-images:
+	python3 tests/boot/boot_test.py --images-only
+
 # An Elastic Beanstalk bundle skeleton: copy dist/eb/* into your application bundle.
 # EB_VARIANT=ebextensions-queue for a queue as a second trigger (default: IMDS alone).
 EB_VARIANT ?= ebextensions
@@ -91,6 +100,20 @@ demo: venv
 
 bench:
 	cargo bench --bench registry
+
+# Fuzzing (nightly, cargo-fuzz installed into .tools/): each target for FUZZ_SECONDS from a
+# corpus seeded with the tests' inputs (fuzz/seeds/), kept in .fuzz/corpus between runs.
+# A crash stops the run and leaves its input in fuzz/artifacts/<target>/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := message duration config registry_array memlog_log memlog_checkpoint
+.tools/bin/cargo-fuzz:
+	cargo install --locked --root .tools cargo-fuzz
+fuzz: .tools/bin/cargo-fuzz
+	set -e; for t in $(FUZZ_TARGETS); do \
+		mkdir -p .fuzz/corpus/$$t; cp -n fuzz/seeds/$$t/* .fuzz/corpus/$$t/ 2>/dev/null || true; \
+		(cd fuzz && PATH="$(CURDIR)/.tools/bin:$$PATH" cargo +nightly fuzz run $$t ../.fuzz/corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1); \
+	done
 
 # A fleet of N agents (one per instance, each with its own IMDS stand-in) and a 25 % scale-in,
 # for each trigger mode; prints the figures and fails if a bar of the design is missed.
@@ -125,4 +148,4 @@ audit:
 
 clean:
 	cargo clean
-	rm -rf $(VENV) .demo .fleet
+	rm -rf $(VENV) .demo .fleet .boot dist .fuzz fuzz/target

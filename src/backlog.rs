@@ -68,12 +68,18 @@ pub struct Backlog {
     pub format: &'static str,
     pub files: Vec<FileBacklog>,
     pub pending_bytes: u64,
+    /// The registry could not be read to its end (see [`Registry::incomplete`]): what it
+    /// shows may be older than the truth, so it never counts as drained. Not part of
+    /// `--json` (its shape is an agreed interface; the registry's warning says why).
+    #[serde(skip)]
+    pub incomplete: bool,
 }
 
 impl Backlog {
-    /// Every tracked file is shipped to its end (gone and unmanaged files are not waited for).
+    /// Every tracked file is shipped to its end (gone and unmanaged files are not waited for),
+    /// read from an undamaged registry.
     pub fn is_drained(&self) -> bool {
-        !self.files.iter().any(|f| f.state.blocks_drain())
+        !self.incomplete && !self.files.iter().any(|f| f.state.blocks_drain())
     }
 
     /// The files a drain still waits for.
@@ -149,6 +155,8 @@ impl Backlog {
             self.pending_bytes,
             if self.is_drained() {
                 "drained"
+            } else if self.incomplete {
+                "not drained (the registry was not read to its end: see the warning)"
             } else {
                 "not drained"
             }
@@ -217,6 +225,7 @@ pub fn compute(registry: &Registry, procs: &ProcScan) -> Backlog {
         format: registry.format().name(),
         files,
         pending_bytes,
+        incomplete: registry.incomplete(),
     }
 }
 

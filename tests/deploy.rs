@@ -352,16 +352,23 @@ fn the_iam_policies_allow_exactly_the_calls_the_code_makes() {
         }
     }
     assert!(
-        called.contains("sqs:ReceiveMessage") && called.contains("autoscaling:CompleteLifecycleAction"),
+        called.contains("sqs:ReceiveMessage")
+            && called.contains("autoscaling:CompleteLifecycleAction"),
         "the scan found the agent's calls: {called:?}"
     );
     // With a queue: every call the agent can make.
-    assert_eq!(policy_actions("infra/iam/drainhook-policy-queue.json"), called);
+    assert_eq!(
+        policy_actions("infra/iam/drainhook-policy-queue.json"),
+        called
+    );
     // IMDS alone (the default): the same without any SQS call.
     let without_sqs: std::collections::BTreeSet<String> = called
         .iter()
         .filter(|a| !a.starts_with("sqs:"))
         .cloned()
         .collect();
-    assert_eq!(policy_actions("infra/iam/drainhook-policy.json"), without_sqs);
+    assert_eq!(
+        policy_actions("infra/iam/drainhook-policy.json"),
+        without_sqs
+    );
 }

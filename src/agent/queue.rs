@@ -17,7 +17,7 @@
 //! - **backup** (IMDS works): its owner most likely learns from IMDS too, so the message is
 //!   left hidden for [`BACKUP_HIDE`] (the receive's own visibility timeout: no extra
 //!   request). Each message is then received about once per [`BACKUP_HIDE`] by the whole
-//!   fleet, not once per agent, and an owner without IMDS still finds it within seconds.
+//!   fleet, not once per agent, and an owner without IMDS still finds it soon.
 
 use super::{fmt_d, Ctx, Event, HeldMessage, Source};
 use crate::lifecycle::{self, InstanceState};
@@ -39,8 +39,10 @@ use tokio::time::Instant;
 /// when its instance is no longer waiting: Auto Scaling's answers may lag the message.
 pub const CLEANUP_MARGIN: Duration = Duration::from_secs(30);
 
-/// How long a backup-mode agent leaves a foreign message hidden.
-pub const BACKUP_HIDE: Duration = Duration::from_secs(10);
+/// How long a backup-mode agent leaves a foreign message hidden: about half the cleanup
+/// margin, so a message is seen about twice before it can be judged, while an owner without
+/// IMDS still finds it within seconds.
+pub const BACKUP_HIDE: Duration = Duration::from_secs(15);
 
 /// What a primary-mode receive asks for: every message is released or handed to the hold
 /// (whose keeper extends it) at once, so this only matters for messages nobody handles, such
@@ -302,7 +304,7 @@ impl Listener<'_> {
                     o.messages.unwrap_or_default()
                 }
                 Err(e) => {
-                    let wait = errors.next().unwrap_or(Duration::from_secs(60));
+                    let wait = errors.next().unwrap_or(Duration::from_secs(20));
                     tracing::warn!(
                         "ReceiveMessage failed, retrying in {}: {}",
                         fmt_d(wait),
@@ -322,9 +324,9 @@ impl Listener<'_> {
                     .await;
                 break;
             }
-            let only_foreign = self.batch(messages, backup).await;
-            if only_foreign && !backup {
-                // The queue is shared: don't spin on other instances' messages.
+            if self.batch(messages, backup).await {
+                // The queue is shared: don't spin on other instances' messages, and leave
+                // the next one that shows up to another agent.
                 self.ctx.pause(self.ctx.cfg.idle_pause).await;
             }
         }
@@ -515,11 +517,12 @@ impl Listener<'_> {
     }
 }
 
-/// Delays for the receive loop after the SDK gave up: 1 s doubling to a minute, jittered.
+/// Delays for the receive loop after the SDK gave up: 1 s doubling to 20 s (one long poll),
+/// jittered; no longer, or an outage that has ended would still delay the next scale-in.
 fn retry_delays() -> impl Iterator<Item = Duration> {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_secs(1))
-        .with_max_delay(Duration::from_secs(60))
+        .with_max_delay(Duration::from_secs(20))
         .with_jitter()
         .without_max_times()
         .build()

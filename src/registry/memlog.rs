@@ -85,6 +85,8 @@ pub(super) struct Memlog {
     /// An action line whose data line has not been read yet.
     pending_op: Option<(bool, u64)>,
     stop: Option<Stop>,
+    /// log.json ends in a line still being written.
+    partial: bool,
     warning: Option<String>,
     loaded: bool,
 }
@@ -109,6 +111,7 @@ impl Memlog {
             log_id: None,
             pending_op: None,
             stop: None,
+            partial: false,
             warning: None,
             loaded: false,
         }
@@ -120,6 +123,10 @@ impl Memlog {
 
     pub(super) fn warning(&self) -> Option<&str> {
         self.warning.as_deref()
+    }
+
+    pub(super) fn incomplete(&self) -> bool {
+        self.stop.is_some() || self.partial || self.pending_op.is_some()
     }
 
     pub(super) fn refresh(&mut self) -> Result<(), RegistryError> {
@@ -140,7 +147,7 @@ impl Memlog {
                 Step::Done => {
                     self.warning = self.stop.as_ref().map(|s| {
                         format!(
-                            "{}: replay stopped at line {} ({}); later operations are ignored, as filebeat does",
+                            "{}: replay stopped at line {} ({}); later operations are ignored, as filebeat does, and until filebeat's next checkpoint rewrites the log this registry never counts as drained",
                             self.log_path.display(),
                             s.line,
                             s.reason
@@ -168,6 +175,7 @@ impl Memlog {
         self.log_id = None;
         self.pending_op = None;
         self.stop = None;
+        self.partial = false;
         match newest {
             None => {
                 self.txid = 0;
@@ -225,6 +233,7 @@ impl Memlog {
         }
         self.log_id = Some(id);
         if self.stop.is_some() || meta.len() == self.pos {
+            self.partial = meta.len() > self.pos;
             return Ok(Step::Done);
         }
         f.seek(SeekFrom::Start(self.pos))
@@ -233,7 +242,9 @@ impl Memlog {
         f.take(meta.len() - self.pos)
             .read_to_end(&mut buf)
             .map_err(io_err(&self.log_path))?;
-        self.apply(&buf)
+        let step = self.apply(&buf);
+        self.partial = meta.len() > self.pos;
+        step
     }
 
     fn apply(&mut self, buf: &[u8]) -> Result<Step, RegistryError> {

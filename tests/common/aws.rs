@@ -124,6 +124,17 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub async fn group(prefix: &str, instances: i32, heartbeat_timeout: i32) -> Group {
+    group_with(prefix, instances, heartbeat_timeout, "CONTINUE").await
+}
+
+/// A group whose hook ends an expired action with `default_result` (ABANDON makes an
+/// expiry visible: the agent itself only ever completes with CONTINUE when drained).
+pub async fn group_with(
+    prefix: &str,
+    instances: i32,
+    heartbeat_timeout: i32,
+    default_result: &str,
+) -> Group {
     let cfg = sdk().await;
     let asg = aws_sdk_autoscaling::Client::new(&cfg);
     let sqs = aws_sdk_sqs::Client::new(&cfg);
@@ -170,7 +181,7 @@ pub async fn group(prefix: &str, instances: i32, heartbeat_timeout: i32) -> Grou
         .notification_target_arn(arn)
         .role_arn("arn:aws:iam::123456789012:role/drainhook-hook")
         .heartbeat_timeout(heartbeat_timeout)
-        .default_result("CONTINUE")
+        .default_result(default_result)
         .send()
         .await
         .unwrap();
@@ -327,6 +338,11 @@ impl Agent {
     /// The agent with `args` (no queue unless they name one), its IMDS the emulator's
     /// stand-in for `instance`, its requests labelled `instance` in the emulator's stats.
     pub fn launch(instance: &str, data: &Path, args: &[&str]) -> Agent {
+        Agent::launch_env(instance, data, args, &[])
+    }
+
+    /// [`Agent::launch`] with extra environment (e.g. `AWS_ENDPOINT_URL` of a proxy).
+    pub fn launch_env(instance: &str, data: &Path, args: &[&str], env: &[(&str, &str)]) -> Agent {
         let log = data.with_extension(format!("agent-{}.log", unique("run")));
         let mut c = drainhook();
         c.args(["agent", "--settle", "1s"])
@@ -340,6 +356,7 @@ impl Agent {
             .env_remove("AWS_EC2_METADATA_DISABLED")
             .env("AWS_SDK_UA_APP_ID", instance)
             .env("DRAINHOOK_CONFIG", data.with_extension("absent.toml"))
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap());
         // the config file named by DRAINHOOK_CONFIG must exist: an empty one

@@ -9,8 +9,12 @@ pub fn sim_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sim/filebeat_sim.py")
 }
 
+/// The binary under test; `DRAINHOOK_TEST_BIN` names another build (to show that a scenario
+/// fails on an older one).
 pub fn drainhook() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_drainhook"));
+    let bin = std::env::var("DRAINHOOK_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_drainhook").to_string());
+    let mut c = Command::new(bin);
     c.env_remove("RUST_LOG");
     // Never the machine's real marker: a demo or an agent run must not shorten a test's drain.
     c.env(

@@ -25,7 +25,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
@@ -272,6 +271,8 @@ def run_mode(mode, n, binary, data, work, idle_seconds):
     say("SQS requests per agent, scale-in until 60 s after the last action: mean %.2f, max %d (until the last action: mean %.2f, max %d)"
         % (r["sqs_requests_per_agent_scale_in"]["mean"], r["sqs_requests_per_agent_scale_in"]["max"],
            r["sqs_requests_per_agent_until_last_action"]["mean"], r["sqs_requests_per_agent_until_last_action"]["max"]))
+    busiest = max(ids, key=lambda i: sqs_requests(after, i))
+    say("the busiest agent (%s): %s" % (busiest, after["requests"].get(busiest, {}).get("sqs", {})))
     say("messages deleted by a foreign agent: %d, of them while their action was alive: %d" % (len(deleted_foreign), len(live_deleted)))
     say("queue depth 60 s after the last action: %s" % ("no queue" if depth is None else depth))
     return r
@@ -316,21 +317,21 @@ def main():
     a = p.parse_args()
     if not ENDPOINT:
         raise SystemExit("AWS_ENDPOINT_URL is not set: run through `make fleet`")
-    work = tempfile.mkdtemp(prefix="fleet.")
+    # The agents' logs stay in .fleet/work/<mode>/ for a look afterwards (replaced each run).
+    work = os.path.join(os.path.dirname(a.out), "work")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
     results, failures = [], []
-    try:
-        data = drained_registry(work, a.binary)
-        for mode in a.modes.split(","):
-            r = run_mode(mode.strip(), a.n, a.binary, data, work, a.idle)
-            results.append(r)
-            for f in bars(r):
-                failures.append("%s: %s" % (mode, f))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    data = drained_registry(work, a.binary)
+    for mode in a.modes.split(","):
+        r = run_mode(mode.strip(), a.n, a.binary, data, work, a.idle)
+        results.append(r)
+        for f in bars(r):
+            failures.append("%s: %s" % (mode, f))
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(results, f, indent=2)
-    say("\nfigures written to %s" % a.out)
+    say("\nfigures written to %s; the agents' logs are in %s" % (a.out, work))
     if failures:
         say("BARS NOT REACHED:\n  " + "\n  ".join(failures))
         return 1

@@ -40,6 +40,8 @@ import datetime
 import http.server
 import io
 import json
+import queue
+import sys
 import threading
 import time
 import urllib.parse
@@ -98,13 +100,30 @@ def backend_actions(backend):
     return backend._lifecycle_actions
 
 
-def send_to_target(backend, hook, body):
+def send_to_target(backend, hook, body, now=False):
+    """Queues the notification for the dispatcher (`now`: sends it at once): AWS sends them asynchronously, and a
+    scale-in of many instances must not hold the extension's lock while SQS wakes every
+    waiting long poll for each message."""
     arn = getattr(hook, "_target", None)
     if not arn or ":sqs:" not in arn:
         return
     parts = arn.split(":")
-    region, account, name = parts[3], parts[4], parts[5]
-    sqs_backends[account][region].send_message(name, json.dumps(body))
+    if now:
+        sqs_backends[parts[4]][parts[3]].send_message(parts[5], json.dumps(body))
+    else:
+        OUTBOX.put((parts[4], parts[3], parts[5], json.dumps(body)))
+
+
+OUTBOX = queue.Queue()
+
+
+def dispatch_notifications():
+    while True:
+        account, region, name, body = OUTBOX.get()
+        try:
+            sqs_backends[account][region].send_message(name, body)
+        except Exception as e:  # a queue deleted meanwhile: AWS drops it too
+            print("notification to %s not sent: %s" % (name, e), file=sys.stderr)
 
 
 def terminating_hooks(backend, group_name):
@@ -269,6 +288,7 @@ def put_lifecycle_hook(self):
             "Event": "autoscaling:TEST_NOTIFICATION",
             "Time": now_iso(),
         },
+        now=True,
     )
     return result
 
@@ -493,14 +513,15 @@ IMDS_LOCK = threading.Lock()
 
 
 def find_instance(instance_id):
-    """(group, lifecycle state, region) of an instance in a group, else None."""
-    with LOCK:
-        for account in asm.autoscaling_backends.values():
-            for region, backend in account.items():
-                for g in backend.autoscaling_groups.values():
-                    for st in g.instance_states:
-                        if st.instance.id == instance_id:
-                            return g.name, st.lifecycle_state, region
+    """(group, lifecycle state, region) of an instance in a group, else None. Read without
+    the lock (lists are copied; the state is one attribute): a metadata service answers
+    while Auto Scaling works."""
+    for account in list(asm.autoscaling_backends.values()):
+        for region, backend in list(account.items()):
+            for g in list(backend.autoscaling_groups.values()):
+                for st in list(g.instance_states):
+                    if st.instance.id == instance_id:
+                        return g.name, st.lifecycle_state, region
     return None
 
 
@@ -659,6 +680,7 @@ def main():
     p.add_argument("--port", type=int, default=5000)
     a = p.parse_args()
     threading.Thread(target=expire_actions, daemon=True).start()
+    threading.Thread(target=dispatch_notifications, daemon=True).start()
     from moto.moto_server import werkzeug_app
     from moto.server import main as moto_main
 

@@ -1,0 +1,380 @@
+#!/usr/bin/env python3
+"""`make test-boot`: real init systems, real shutdowns, under qemu (TCG).
+
+Each scenario boots a Debian 12 guest (a rootfs made once with mmdebstrap, from Debian's
+packages), lets the filebeat stand-in (tests/sim/filebeat_sim.py) ship a 240 kB backlog at
+8 kB/s, shuts the guest down, and reads the evidence off its disk after qemu exits (debugfs):
+an events file the guest appended to, and filebeat's registry.
+
+  boot_test.py [--only NAME[,NAME]] [--work .boot] [--binary dist/drainhook] [--deb dist/*.deb]
+
+Scenarios:
+- systemd-fallback: the DEB is installed at boot (dpkg -i; its postinst enables
+  drainhook-shutdown.service), `drainhook --version` runs, then `systemctl poweroff`: the
+  drain returns 0 before filebeat stops, and every byte is acked.
+- systemd-control: the same without drainhook: filebeat is stopped at once and bytes are lost
+  (so the first scenario cannot pass vacuously).
+- sysv-halt, sysv-reboot: a guest with sysvinit-core; the SysV script linked as chkconfig
+  links it (S99 in rc2-5.d, K01 in rc0.d and rc6.d, filebeat's script S98/K02) and numbered
+  (legacy) ordering; `halt` / `reboot`: the drain returns 0 and every byte is acked.
+- sysv-control: the same guest without drainhook's links: bytes are lost.
+
+The guest has no network (-nic none): everything it needs is put on its disk.
+"""
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SIM = os.path.join(ROOT, "tests", "sim", "filebeat_sim.py")
+MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
+BACKLOG = 240_000  # bytes in /var/log/app/app.log
+RATE = 8000  # the stand-in's shipping rate: the backlog takes 30 s
+BOOT_LIMIT = 180  # seconds a boot may take
+
+PACKAGES = {
+    "systemd": "systemd,systemd-sysv,udev,linux-image-amd64,initramfs-tools,python3,procps",
+    "sysv": "sysvinit-core,linux-image-amd64,initramfs-tools,python3,procps",
+}
+
+
+def say(what):
+    print(what, flush=True)
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def rootfs(work, kind):
+    """The extracted Debian 12 rootfs of this kind, built once and cached under work/."""
+    tar = os.path.join(work, "rootfs-%s.tar" % kind)
+    tree = os.path.join(work, "root-%s" % kind)
+    if not os.path.exists(tar):
+        say("building the %s rootfs with mmdebstrap (once)" % kind)
+        t = time.time()
+        run(["mmdebstrap", "--quiet", "--variant=minbase", "--include=" + PACKAGES[kind], "bookworm",
+             tar + ".part", MIRROR])
+        os.rename(tar + ".part", tar)
+        say("  built in %.0fs" % (time.time() - t))
+    if not os.path.exists(os.path.join(tree, ".complete")):
+        shutil.rmtree(tree, ignore_errors=True)
+        os.makedirs(tree)
+        run(["tar", "-xf", tar, "-C", tree])
+        open(os.path.join(tree, ".complete"), "w").close()
+    return tree
+
+
+def put(root, path, text, mode=0o644):
+    """Writes a guest file (never through a hard link shared with the cached tree)."""
+    full = os.path.join(root, path.lstrip("/"))
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    if os.path.lexists(full):
+        os.unlink(full)
+    with open(full, "w") as f:
+        f.write(text)
+    os.chmod(full, mode)
+
+
+def put_file(root, path, src, mode=0o755):
+    full = os.path.join(root, path.lstrip("/"))
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    if os.path.lexists(full):
+        os.unlink(full)
+    shutil.copyfile(src, full)
+    os.chmod(full, mode)
+
+
+def link(root, path, target):
+    full = os.path.join(root, path.lstrip("/"))
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    if os.path.lexists(full):
+        os.unlink(full)
+    os.symlink(target, full)
+
+
+def backlog_file():
+    lines = []
+    n = 0
+    while n < BACKLOG:
+        line = "%08d %s\n" % (len(lines), "x" * 90)
+        lines.append(line)
+        n += len(line)
+    text = "".join(lines)
+    return text[: len(text) - (n - BACKLOG)] if n > BACKLOG else text
+
+
+EVENT = 'echo "$(date +%s.%N) $*" >> /var/log/boottest/events; sync'
+
+
+def common(root):
+    put(root, "/etc/fstab", "/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
+    put(root, "/etc/hostname", "boottest\n")
+    put(root, "/var/log/app/app.log", backlog_file())
+    put_file(root, "/opt/boottest/filebeat_sim.py", SIM)
+    put(root, "/opt/boottest/event", "#!/bin/sh\n" + EVENT + "\n", 0o755)
+    os.makedirs(os.path.join(root, "var/log/boottest"), exist_ok=True)
+    os.makedirs(os.path.join(root, "var/lib/filebeat"), exist_ok=True)
+
+
+SHIP = ("/usr/bin/python3 /opt/boottest/filebeat_sim.py ship --data-dir /var/lib/filebeat "
+        "--format array7 --rate %d --flush 0.5 /var/log/app/app.log" % RATE)
+
+# Waits until filebeat has written its registry (it ships), then shuts down.
+WAIT_SHIPPING = """
+for i in $(seq 1 300); do
+    [ -s /var/lib/filebeat/registry/filebeat/data.json ] && break
+    sleep 0.2
+done
+/opt/boottest/event shipping
+"""
+
+
+def systemd_guest(root, with_deb, deb):
+    common(root)
+    put(root, "/etc/systemd/system/filebeat.service", """[Unit]
+Description=filebeat (the project's stand-in, shipping at %d B/s)
+[Service]
+ExecStart=%s
+ExecStopPost=/opt/boottest/event filebeat-stopped
+[Install]
+WantedBy=multi-user.target
+""" % (RATE, SHIP))
+    # Evidence of the drain's exit code: the package's own ExecStop, with its status noted.
+    put(root, "/etc/systemd/system/drainhook-shutdown.service.d/evidence.conf", """[Service]
+ExecStop=
+ExecStop=/bin/sh -c '/usr/bin/drainhook drain --timeout 10m; rc=$?; /opt/boottest/event drain-exit $rc; exit $rc'
+""")
+    scenario = "#!/bin/sh\n/opt/boottest/event booted\n"
+    if with_deb:
+        put_file(root, "/opt/boottest/drainhook.deb", deb, 0o644)
+        scenario += """
+dpkg -i /opt/boottest/drainhook.deb > /var/log/boottest/dpkg.log 2>&1
+/opt/boottest/event dpkg-exit $?
+/usr/bin/drainhook --version > /var/log/boottest/version 2>&1
+/opt/boottest/event version-exit $?
+systemctl is-active drainhook-shutdown.service > /var/log/boottest/fallback-state 2>&1
+systemctl is-enabled drainhook.service >> /var/log/boottest/fallback-state 2>&1
+"""
+    scenario += WAIT_SHIPPING + "/opt/boottest/event poweroff\nsystemctl --no-block poweroff\n"
+    put(root, "/opt/boottest/scenario.sh", scenario, 0o755)
+    put(root, "/etc/systemd/system/boottest.service", """[Unit]
+Description=boot test: install, let filebeat ship, power off
+After=filebeat.service
+Wants=filebeat.service
+[Service]
+Type=oneshot
+ExecStart=/opt/boottest/scenario.sh
+StandardOutput=journal+console
+[Install]
+WantedBy=multi-user.target
+""")
+    for unit in ("filebeat.service", "boottest.service"):
+        link(root, "/etc/systemd/system/multi-user.target.wants/" + unit, "/etc/systemd/system/" + unit)
+
+
+FILEBEAT_INIT = """#!/bin/sh
+# filebeat: the project's stand-in, as a SysV service (chkconfig: 2345 98 02).
+### BEGIN INIT INFO
+# Provides:          filebeat
+# Required-Start:    $local_fs
+# Required-Stop:     $local_fs
+# Default-Start:     2 3 4 5
+# Default-Stop:      0 1 6
+# Short-Description: filebeat stand-in
+### END INIT INFO
+case "$1" in
+  start)
+    start-stop-daemon --start --background --make-pidfile --pidfile /run/filebeat.pid \\
+        --exec /usr/bin/python3 -- %s
+    ;;
+  stop)
+    start-stop-daemon --stop --pidfile /run/filebeat.pid --retry TERM/10/KILL/5 --remove-pidfile
+    /opt/boottest/event filebeat-stopped
+    ;;
+esac
+exit 0
+""" % SHIP.split(" ", 1)[1]
+
+
+def sysv_guest(root, binary, with_drainhook, how):
+    common(root)
+    # Numbered links, run in order, as on a chkconfig system (see the README).
+    put(root, "/etc/init.d/.legacy-bootordering", "")
+    put(root, "/etc/init.d/filebeat", FILEBEAT_INIT, 0o755)
+    for lvl in "2345":
+        link(root, "/etc/rc%s.d/S98filebeat" % lvl, "../init.d/filebeat")
+    for lvl in "06":
+        link(root, "/etc/rc%s.d/K02filebeat" % lvl, "../init.d/filebeat")
+    if with_drainhook:
+        put_file(root, "/etc/init.d/drainhook", os.path.join(ROOT, "systemd", "sysvinit", "drainhook"))
+        # The binary, behind a wrapper that notes the drain's exit code.
+        put_file(root, "/usr/local/lib/drainhook/drainhook", binary)
+        put(root, "/usr/local/bin/drainhook", """#!/bin/sh
+/usr/local/lib/drainhook/drainhook "$@"
+rc=$?
+[ "$1" = drain ] && /opt/boottest/event drain-exit $rc
+exit $rc
+""", 0o755)
+        for lvl in "2345":
+            link(root, "/etc/rc%s.d/S99drainhook" % lvl, "../init.d/drainhook")
+        for lvl in "06":
+            link(root, "/etc/rc%s.d/K01drainhook" % lvl, "../init.d/drainhook")
+    verb = {"halt": "halt", "reboot": "reboot"}[how]
+    put(root, "/opt/boottest/scenario.sh", "#!/bin/sh\n/opt/boottest/event booted\n"
+        "[ -e /var/lock/subsys/drainhook ] && /opt/boottest/event lock-present\n"
+        + WAIT_SHIPPING + "/opt/boottest/event %s\n%s\n" % (verb, verb), 0o755)
+    # Last in runlevel 2: after S98filebeat and S99drainhook.
+    put(root, "/etc/init.d/zboottest", "#!/bin/sh\n[ \"$1\" = start ] && (/opt/boottest/scenario.sh &)\nexit 0\n", 0o755)
+    link(root, "/etc/rc2.d/S99zboottest", "../init.d/zboottest")
+
+
+def build_disk(tree, scen_dir, disk):
+    shutil.rmtree(scen_dir, ignore_errors=True)
+    run(["cp", "-al", tree, scen_dir])  # hard links: instant; put() never writes through them
+    return scen_dir
+
+
+def boot(work, kind, name, prepare):
+    tree = rootfs(work, kind)
+    scen = os.path.join(work, "scen-" + name)
+    disk = os.path.join(work, name + ".img")
+    console = os.path.join(work, name + ".console.log")
+    build_disk(tree, scen, disk)
+    prepare(scen)
+    if os.path.exists(disk):
+        os.unlink(disk)
+    run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", scen, disk, "2G"])
+    kernel = sorted(glob.glob(os.path.join(tree, "boot", "vmlinuz-*")))[-1]
+    initrd = sorted(glob.glob(os.path.join(tree, "boot", "initrd.img-*")))[-1]
+    t = time.time()
+    qemu = ["qemu-system-x86_64", "-machine", "q35,accel=tcg", "-cpu", "max", "-m", "1024",
+            "-smp", "2", "-display", "none", "-monitor", "none", "-no-reboot", "-nic", "none",
+            "-serial", "file:" + console, "-kernel", kernel, "-initrd", initrd,
+            "-append", "root=/dev/vda rw console=ttyS0 panic=-1 net.ifnames=0",
+            "-drive", "file=%s,format=raw,if=virtio" % disk]
+    try:
+        subprocess.run(qemu, timeout=BOOT_LIMIT, check=False)
+    except subprocess.TimeoutExpired:
+        raise SystemExit("%s: the guest did not shut down within %ds; console: %s" % (name, BOOT_LIMIT, console))
+    took = time.time() - t
+    shutil.rmtree(scen, ignore_errors=True)
+    return disk, took, console
+
+
+def guest_file(disk, path):
+    out = subprocess.run(["debugfs", "-R", "cat " + path, disk], capture_output=True, text=True)
+    return out.stdout
+
+
+def events(disk):
+    ev = []
+    for line in guest_file(disk, "/var/log/boottest/events").splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            ev.append((float(parts[0]), " ".join(parts[1:])))
+    return ev
+
+
+def acked(disk):
+    text = guest_file(disk, "/var/lib/filebeat/registry/filebeat/data.json")
+    try:
+        entries = json.loads(text)
+    except ValueError:
+        return 0
+    return sum(e.get("offset", 0) for e in entries if e.get("source") == "/var/log/app/app.log")
+
+
+def when(ev, what):
+    return next((t for t, e in ev if e == what or e.startswith(what + " ")), None)
+
+
+def check_drained(name, disk, ev, problems):
+    got = acked(disk)
+    drain = next(((t, e) for t, e in ev if e.startswith("drain-exit")), None)
+    stopped = when(ev, "filebeat-stopped")
+    say("  %s: %d of %d bytes acked; drain %s; filebeat stopped %s" % (
+        name, got, BACKLOG, drain[1] if drain else "never ran",
+        "%.2fs after the drain" % (stopped - drain[0]) if drain and stopped else "(no stop noted)"))
+    if drain is None or drain[1] != "drain-exit 0":
+        problems.append("%s: the drain did not return 0: %s" % (name, drain))
+    if got != BACKLOG:
+        problems.append("%s: %d of %d bytes acked" % (name, got, BACKLOG))
+    if drain and stopped and stopped < drain[0]:
+        problems.append("%s: filebeat stopped before the drain returned" % name)
+
+
+def check_lost(name, disk, ev, problems):
+    got = acked(disk)
+    say("  %s (negative control): %d of %d bytes acked" % (name, got, BACKLOG))
+    if not when(ev, "shipping"):
+        problems.append("%s: filebeat never shipped: the control proves nothing" % name)
+    if got >= BACKLOG:
+        problems.append("%s: no byte was lost without drainhook: the test cannot tell" % name)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--work", default=os.path.join(ROOT, ".boot"))
+    p.add_argument("--binary", default=os.path.join(ROOT, "dist", "drainhook"))
+    p.add_argument("--deb", default=None)
+    p.add_argument("--only", default="")
+    p.add_argument("--images-only", action="store_true", help="build the cached rootfs images and stop")
+    a = p.parse_args()
+    os.makedirs(a.work, exist_ok=True)
+    if a.images_only:
+        for kind in PACKAGES:
+            rootfs(a.work, kind)
+        return 0
+    deb = a.deb or (sorted(glob.glob(os.path.join(ROOT, "dist", "drainhook_*.deb"))) or [None])[-1]
+    if deb is None or not os.path.exists(a.binary):
+        raise SystemExit("make dist first: test-boot installs dist/drainhook and the DEB in the guests")
+    scenarios = {
+        "systemd-fallback": ("systemd", lambda r: systemd_guest(r, True, deb), check_drained),
+        "systemd-control": ("systemd", lambda r: systemd_guest(r, False, deb), check_lost),
+        "sysv-halt": ("sysv", lambda r: sysv_guest(r, a.binary, True, "halt"), check_drained),
+        "sysv-reboot": ("sysv", lambda r: sysv_guest(r, a.binary, True, "reboot"), check_drained),
+        "sysv-control": ("sysv", lambda r: sysv_guest(r, a.binary, False, "halt"), check_lost),
+    }
+    wanted = [s for s in a.only.split(",") if s] or list(scenarios)
+    problems = []
+    for name in wanted:
+        kind, prepare, check = scenarios[name]
+        say("boot %s (%s)" % (name, kind))
+        disk, took, console = boot(a.work, kind, name, prepare)
+        ev = events(disk)
+        say("  booted, ran and shut down in %.0fs; events: %s" % (took, ", ".join(e for _, e in ev)))
+        if took > BOOT_LIMIT:
+            problems.append("%s took %.0fs" % (name, took))
+        if not ev:
+            problems.append("%s: no evidence on the disk; console: %s" % (name, console))
+        if name == "systemd-fallback":
+            version = guest_file(disk, "/var/log/boottest/version").strip()
+            state = guest_file(disk, "/var/log/boottest/fallback-state").split()
+            say("  in the guest: dpkg -i %s; drainhook --version: %r; fallback %s, agent %s"
+                % ("ok" if when(ev, "dpkg-exit 0") else "FAILED", version, *(state + ["?", "?"])[:2]))
+            if not when(ev, "dpkg-exit 0") or not version.startswith("drainhook "):
+                problems.append("%s: the DEB did not install or the binary did not run: %s"
+                                % (name, guest_file(disk, "/var/log/boottest/dpkg.log")[-2000:]))
+            if state[:2] != ["active", "disabled"]:
+                problems.append("%s: after dpkg -i the fallback should be active and the agent "
+                                "disabled, got %s" % (name, state))
+        if name.startswith("sysv") and name != "sysv-control" and not when(ev, "lock-present"):
+            problems.append("%s: start did not create /var/lock/subsys/drainhook" % name)
+        check(name, disk, ev, problems)
+        os.unlink(disk)
+    if problems:
+        say("FAILED:\n  " + "\n  ".join(problems))
+        return 1
+    say("%d boots: all passed" % len(wanted))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
