@@ -48,7 +48,7 @@ unit: venv
 	tests/moto_ext/with_moto.sh $(PY) cargo test -- --test-threads=4
 
 SHELL_SCRIPTS := .ci/run infra/install.sh infra/platform/hooks/postdeploy/50-drainhook.sh \
-	systemd/sysvinit/drainhook tests/moto_ext/with_moto.sh tests/measure_idle.sh \
+	systemd/sysvinit/drainhook tests/moto_ext/with_moto.sh \
 	packaging/build-packages.sh packaging/scripts/postinst packaging/scripts/prerm packaging/scripts/postrm
 
 # Deployment files: shell scripts, CloudFormation and .ebextensions, IAM consistency.
@@ -134,9 +134,9 @@ latency:
 agent-latency: venv
 	tests/moto_ext/with_moto.sh $(PY) cargo test --release --test agent -- --ignored --nocapture
 
-# Idle agent: peak RSS and CPU over one minute of long-polling
+# Idle agent: CPU, peak RSS, IMDS and SQS requests over one minute, IMDS alone and with a queue
 idle: venv release
-	PYTHON=$(PY) tests/moto_ext/with_moto.sh $(PY) tests/measure_idle.sh
+	tests/moto_ext/with_moto.sh $(PY) $(PY) tests/measure_idle.py
 
 # Needs cargo-audit (cargo install cargo-audit) and the advisory snapshot beside the repo.
 audit:

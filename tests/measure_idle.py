@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""`make idle`: what an idle agent costs, over one minute, in both configurations.
+
+Runs against the emulator (AWS_ENDPOINT_URL): a group of one instance whose hook notifies a
+queue, the instance's IMDS stand-in, and the release agent: first with IMDS alone, then with
+the queue too. For each: CPU (ticks of /proc/<pid>/stat), peak RSS, IMDS requests per second
+and SQS requests per minute (counted by the emulator, per agent label).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import boto3
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "release", "drainhook")
+ENDPOINT = os.environ["AWS_ENDPOINT_URL"]
+SECONDS = 60
+
+
+def get(path):
+    with urllib.request.urlopen(ENDPOINT + path) as r:
+        return json.load(r)
+
+
+def ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def peak_rss(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM"):
+                return line.split(":", 1)[1].strip()
+    return "?"
+
+
+def main():
+    asg, sqs = boto3.client("autoscaling"), boto3.client("sqs")
+    name = "idle-%d" % int(time.time())
+    q = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    asg.create_launch_configuration(LaunchConfigurationName=name, ImageId="ami-12c6146b", InstanceType="t3.micro")
+    asg.create_auto_scaling_group(AutoScalingGroupName=name, LaunchConfigurationName=name, MinSize=0,
+                                  MaxSize=1, DesiredCapacity=1, AvailabilityZones=["us-east-1a"])
+    asg.put_lifecycle_hook(AutoScalingGroupName=name, LifecycleHookName="drainhook",
+                           LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING",
+                           NotificationTargetARN=arn, RoleARN="arn:aws:iam::123456789012:role/hook",
+                           HeartbeatTimeout=300)
+    me = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]["Instances"][0]["InstanceId"]
+    imds = get("/_drainhook/imds/%s" % me)["endpoint"]
+    hz = os.sysconf("SC_CLK_TCK")
+    for label, extra in [("IMDS alone", []), ("IMDS and the queue", ["--queue-url", q])]:
+        env = dict(os.environ, AWS_EC2_METADATA_SERVICE_ENDPOINT=imds, AWS_SDK_UA_APP_ID=me)
+        env.pop("AWS_EC2_METADATA_DISABLED", None)
+        agent = subprocess.Popen([BIN, "agent", "--config", "/dev/null", "--registry", "/nonexistent"] + extra,
+                                 stderr=subprocess.DEVNULL, env=env)
+        time.sleep(3)  # start-up calls and the test notification
+        s0 = get("/_drainhook/stats")
+        imds0 = s0["imds"].get(me, {}).get("requests", 0)
+        sqs0 = sum(s0["requests"].get(me, {}).get("sqs", {}).values())
+        t0 = ticks(agent.pid)
+        time.sleep(SECONDS)
+        t1 = ticks(agent.pid)
+        s1 = get("/_drainhook/stats")
+        imds1 = s1["imds"].get(me, {}).get("requests", 0)
+        sqs1 = sum(s1["requests"].get(me, {}).get("sqs", {}).values())
+        rss = peak_rss(agent.pid)
+        agent.send_signal(signal.SIGTERM)
+        agent.wait()
+        print("idle agent, %s, over %d s: CPU %.3f%% (%d ticks of 1/%d s), peak RSS %s, IMDS %.2f requests/s, SQS %.1f requests/min"
+              % (label, SECONDS, (t1 - t0) / hz / SECONDS * 100, t1 - t0, hz, rss,
+                 (imds1 - imds0) / SECONDS, (sqs1 - sqs0) * 60.0 / SECONDS), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
