@@ -26,15 +26,17 @@ pub(crate) struct End {
 }
 
 /// `messages`: the action's messages so far; the coordinator adds those that arrive later
-/// and wakes `adopted`.
+/// and wakes `adopted`. `after_own`: this agent finished an action for the instance moments
+/// ago (a gone action then means a late copy of its notice, not a lost drain).
 pub(crate) async fn run(
     ctx: Arc<Ctx>,
     action: LifecycleAction,
     source: Source,
+    after_own: bool,
     messages: Messages,
     adopted: Arc<Notify>,
 ) -> End {
-    hold(&ctx, &action, source, &messages, adopted).await;
+    hold(&ctx, &action, source, after_own, &messages, adopted).await;
     End {
         finished_at: SystemTime::now(),
     }
@@ -44,6 +46,7 @@ async fn hold(
     ctx: &Arc<Ctx>,
     action: &LifecycleAction,
     source: Source,
+    after_own: bool,
     messages: &Messages,
     adopted: Arc<Notify>,
 ) {
@@ -73,6 +76,14 @@ async fn hold(
     // The first heartbeat also tells whether the action is still alive.
     let mut heartbeat = Renewer::new(interval, timing.heartbeat_timeout, started);
     match ctx.lifecycle.heartbeat(action).await {
+        Err(CallError::Gone(m)) if after_own => {
+            tracing::info!(
+                instance = %action.instance_id,
+                "no active lifecycle action ({m}): a late copy of the notice of the action this agent just completed; deleted"
+            );
+            finish_messages(ctx, messages).await;
+            return;
+        }
         Err(CallError::Gone(m)) => {
             tracing::warn!(
                 instance = %action.instance_id,

@@ -231,6 +231,9 @@ pub async fn run(cfg: AgentConfig) -> Result<ExitCode, String> {
 /// The hold that is running.
 struct Running {
     action: LifecycleAction,
+    /// The tokens of the messages that joined the hold (an action held from IMDS has none
+    /// of its own): a later copy of one of them is the same action.
+    tokens: Vec<String>,
     messages: keeper::Messages,
     adopted: Arc<Notify>,
     task: JoinHandle<hold::End>,
@@ -240,6 +243,7 @@ struct Running {
 /// they are (and deleted) rather than taken for a new termination.
 struct Finished {
     action: LifecycleAction,
+    tokens: Vec<String>,
     at: SystemTime,
 }
 
@@ -303,6 +307,7 @@ impl Coordinator {
         if let Some(end) = end {
             self.finished = Some(Finished {
                 action: r.action,
+                tokens: r.tokens,
                 at: end.finished_at,
             });
         }
@@ -318,10 +323,11 @@ impl Coordinator {
         if action.instance_id != self.ctx.instance_id {
             return;
         }
-        if let Some(r) = &self.running {
+        if let Some(r) = self.running.as_mut() {
             if message.is_some() {
                 self.ctx.message_held.store(true, Ordering::Relaxed);
             }
+            r.tokens.extend(action.token);
             join_running(r, source, message);
             return;
         }
@@ -349,6 +355,14 @@ impl Coordinator {
                 _ => {}
             }
         }
+        // A notice that is not provably the finished action's, arriving soon after it: if its
+        // action turns out to be gone, it was most likely a late copy, not a lost drain.
+        let after_own = self.finished.as_ref().is_some_and(|f| {
+            f.action.instance_id == action.instance_id
+                && SystemTime::now()
+                    .duration_since(f.at)
+                    .is_ok_and(|d| d < LATE_COPY_WINDOW)
+        });
         tracing::info!(
             instance = %action.instance_id, hook = %action.hook, group = %action.group,
             "this instance is terminating (noticed by {source}): holding it"
@@ -363,10 +377,12 @@ impl Coordinator {
             self.ctx.clone(),
             action.clone(),
             source,
+            after_own,
             messages.clone(),
             adopted.clone(),
         ));
         self.running = Some(Running {
+            tokens: action.token.iter().cloned().collect(),
             action,
             messages,
             adopted,
@@ -402,14 +418,17 @@ fn join_running(r: &Running, source: Source, message: Option<HeldMessage>) {
     }
 }
 
-/// Whether a message is about the action this agent finished: the same token, or (no
-/// token known) sent before the action was finished.
+/// How long after finishing an action a notice whose action is gone counts as a late copy.
+const LATE_COPY_WINDOW: Duration = Duration::from_secs(600);
+
+/// Whether a message is about the action this agent finished: a token seen during that
+/// hold, or sent before the action was finished.
 fn belongs_to(f: &Finished, action: &LifecycleAction, m: &HeldMessage) -> bool {
     if f.action.instance_id != action.instance_id {
         return false;
     }
-    match (&f.action.token, &action.token) {
-        (Some(a), Some(b)) => a == b,
+    match &action.token {
+        Some(t) if f.tokens.contains(t) => true,
         _ => m.sent_at.is_some_and(|sent| sent <= f.at),
     }
 }

@@ -294,14 +294,23 @@ def put_lifecycle_hook(self):
 
 
 def requested_action(resp):
-    """The action a heartbeat or complete request names (token or instance id)."""
-    return find_action(
+    """The action a heartbeat or complete request names (token or instance id). One whose
+    deadline has passed has expired, whether or not the sweep has run yet (it runs every
+    0.2 s): a request that comes late gets AWS's answer for it, never a reprieve."""
+    a = find_action(
         resp.autoscaling_backend,
         resp._get_param("AutoScalingGroupName"),
         resp._get_param("LifecycleHookName"),
         resp._get_param("LifecycleActionToken"),
         resp._get_param("InstanceId"),
     )
+    if time.time() >= min(a.deadline, a.global_deadline):
+        finish(a, a.hook.default_result, "the lifecycle action timed out")
+        token = resp._get_param("LifecycleActionToken")
+        if token:
+            raise ValidationError("No active Lifecycle Action found with token %s" % token)
+        raise ValidationError("No active Lifecycle Action found with instance ID %s" % a.instance_id)
+    return a
 
 
 def record_lifecycle_action_heartbeat(self):
