@@ -70,8 +70,8 @@ dist: $(VENV)/.dist-tools
 	packaging/build-packages.sh dist/drainhook $(VERSION) dist $(firstword $(subst -, ,$(TARGET)))
 
 # The glibc bound (the normal build must fail it: the check discriminates) and the packages.
-test-dist: dist release
-	$(PY) tests/dist/check_dist.py dist --max-glibc $(GLIBC) --control target/release/drainhook
+test-dist: dist build
+	$(PY) tests/dist/check_dist.py dist --max-glibc $(GLIBC) --control target/debug/drainhook
 
 # Real boots and shutdowns of Debian 12 guests under qemu (TCG): systemd and SysV, each with
 # a negative control. The rootfs images are built once with mmdebstrap and cached in .boot/.

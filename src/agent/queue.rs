@@ -200,34 +200,37 @@ struct StateCache {
 }
 
 impl StateCache {
-    /// The state of each id (`None`: in no group any more), asking only for what is not
-    /// cached. `Err` when Auto Scaling cannot be asked: then nothing is provably over.
-    async fn states(
-        &mut self,
-        ctx: &Ctx,
-        ids: &[String],
-    ) -> Result<HashMap<String, Option<InstanceState>>, lifecycle::CallError> {
+    /// What is known (and still fresh) of these ids (`None` inside: in no group any more).
+    fn cached(&mut self, ids: &[String]) -> HashMap<String, Option<InstanceState>> {
         let now = Instant::now();
         self.entries
             .retain(|_, (_, at)| now.duration_since(*at) < STATE_TTL);
+        ids.iter()
+            .filter_map(|id| Some((id.clone(), self.entries.get(id)?.0.clone())))
+            .collect()
+    }
+
+    /// Asks Auto Scaling about the ids not cached. `Err` when it cannot be asked: then
+    /// nothing is provably over.
+    async fn refresh(&mut self, ctx: &Ctx, ids: &[String]) -> Result<(), lifecycle::CallError> {
+        let known = self.cached(ids);
         let mut missing: Vec<String> = ids
             .iter()
-            .filter(|id| !self.entries.contains_key(*id))
+            .filter(|id| !known.contains_key(*id))
             .cloned()
             .collect();
         missing.sort();
         missing.dedup();
-        if !missing.is_empty() {
-            let mut found = ctx.lifecycle.instance_states(&missing).await?;
-            for id in missing {
-                let st = found.remove(&id);
-                self.entries.insert(id, (st, now));
-            }
+        if missing.is_empty() {
+            return Ok(());
         }
-        Ok(ids
-            .iter()
-            .filter_map(|id| Some((id.clone(), self.entries.get(id)?.0.clone())))
-            .collect())
+        let now = Instant::now();
+        let mut found = ctx.lifecycle.instance_states(&missing).await?;
+        for id in missing {
+            let st = found.remove(&id);
+            self.entries.insert(id, (st, now));
+        }
+        Ok(())
     }
 }
 
@@ -405,7 +408,11 @@ impl Listener<'_> {
         if batch.is_empty() {
             return;
         }
-        // Only messages past the margin can be deleted: ask about their instances alone.
+        // Only messages past the margin can be deleted: Auto Scaling is asked about their
+        // instances alone. In backup mode the messages stay hidden anyway, so the answer is
+        // awaited and used at once. In primary mode their owners may be searching for them:
+        // they are judged from what is already known, released first, and the question is
+        // asked afterwards, for the next time they come by.
         let old_terminations: Vec<String> = batch
             .iter()
             .filter(|(m, _)| age(m) >= CLEANUP_MARGIN)
@@ -414,18 +421,12 @@ impl Listener<'_> {
                 _ => None,
             })
             .collect();
-        let states = if old_terminations.is_empty() {
-            Ok(HashMap::new())
-        } else {
-            self.states.states(self.ctx, &old_terminations).await
-        };
-        let states = match states {
-            Ok(s) => s,
-            Err(e) => {
+        if backup && !old_terminations.is_empty() {
+            if let Err(e) = self.states.refresh(self.ctx, &old_terminations).await {
                 tracing::warn!("cannot ask Auto Scaling whether other instances' actions are over (their messages are kept): {e}");
-                HashMap::new()
             }
-        };
+        }
+        let states = self.states.cached(&old_terminations);
         let mut over = Vec::new();
         let mut keep = Vec::new();
         for (m, notice) in &batch {
@@ -467,12 +468,17 @@ impl Listener<'_> {
                 }
             }
         }
-        for chunk in over.chunks(10) {
-            self.queue.delete_batch(chunk).await;
-        }
         if !backup {
             for chunk in keep.chunks(10) {
                 self.queue.release_batch(chunk).await;
+            }
+        }
+        for chunk in over.chunks(10) {
+            self.queue.delete_batch(chunk).await;
+        }
+        if !backup && !old_terminations.is_empty() {
+            if let Err(e) = self.states.refresh(self.ctx, &old_terminations).await {
+                tracing::debug!("asking Auto Scaling about other instances failed: {e}");
             }
         }
     }

@@ -14,6 +14,10 @@ Scenarios:
   drain returns 0 before filebeat stops, and every byte is acked.
 - systemd-control: the same without drainhook: filebeat is stopped at once and bytes are lost
   (so the first scenario cannot pass vacuously).
+- systemd-agent: the DEB, then `systemctl enable --now drainhook` (Type=notify): systemd has
+  it active with the agent's STATUS line, `systemctl status` shows it; at poweroff the agent
+  stops on SIGTERM with exit 0 and the fallback drains. (No AWS API in the guest: holding an
+  action there is left to the emulator tests.)
 - sysv-halt, sysv-reboot: a guest with sysvinit-core; the SysV script linked as chkconfig
   links it (S99 in rc2-5.d, K01 in rc0.d and rc6.d, filebeat's script S98/K02) and numbered
   (legacy) ordering; `halt` / `reboot`: the drain returns 0 and every byte is acked.
@@ -136,7 +140,7 @@ done
 """
 
 
-def systemd_guest(root, with_deb, deb):
+def systemd_guest(root, with_deb, deb, agent=False):
     common(root)
     put(root, "/etc/systemd/system/filebeat.service", """[Unit]
 Description=filebeat (the project's stand-in, shipping at %d B/s)
@@ -161,6 +165,26 @@ dpkg -i /opt/boottest/drainhook.deb > /var/log/boottest/dpkg.log 2>&1
 /opt/boottest/event version-exit $?
 systemctl is-active drainhook-shutdown.service > /var/log/boottest/fallback-state 2>&1
 systemctl is-enabled drainhook.service >> /var/log/boottest/fallback-state 2>&1
+"""
+    if agent:
+        # The agent as an operator enables it. This guest has no AWS API and no IMDS (no
+        # network): the agent must still start, say READY and show its STATUS, log what it
+        # cannot reach, and stop cleanly at poweroff.
+        put(root, "/etc/drainhook/drainhook.toml.boottest",
+            'instance_id = "i-0boottest"\nregion = "us-east-1"\n')
+        put(root, "/etc/systemd/system/drainhook.service.d/boottest.conf", """[Service]
+Environment=AWS_ENDPOINT_URL=http://127.0.0.1:9 AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:9/
+Environment=AWS_ACCESS_KEY_ID=boottest AWS_SECRET_ACCESS_KEY=boottest
+StandardError=append:/var/log/boottest/agent.log
+ExecStopPost=/opt/boottest/event agent-exit $EXIT_STATUS
+""")
+        scenario += """
+cp /etc/drainhook/drainhook.toml.boottest /etc/drainhook/drainhook.toml
+systemctl enable --now drainhook.service
+/opt/boottest/event agent-enabled $?
+sleep 3
+systemctl show drainhook.service -p Type -p ActiveState -p SubState -p StatusText > /var/log/boottest/agent-show 2>&1
+SYSTEMD_COLORS=0 systemctl status drainhook.service --no-pager > /var/log/boottest/agent-status 2>&1
 """
     scenario += WAIT_SHIPPING + "/opt/boottest/event poweroff\nsystemctl --no-block poweroff\n"
     put(root, "/opt/boottest/scenario.sh", scenario, 0o755)
@@ -338,6 +362,7 @@ def main():
     scenarios = {
         "systemd-fallback": ("systemd", lambda r: systemd_guest(r, True, deb), check_drained),
         "systemd-control": ("systemd", lambda r: systemd_guest(r, False, deb), check_lost),
+        "systemd-agent": ("systemd", lambda r: systemd_guest(r, True, deb, agent=True), check_drained),
         "sysv-halt": ("sysv", lambda r: sysv_guest(r, a.binary, True, "halt"), check_drained),
         "sysv-reboot": ("sysv", lambda r: sysv_guest(r, a.binary, True, "reboot"), check_drained),
         "sysv-control": ("sysv", lambda r: sysv_guest(r, a.binary, False, "halt"), check_lost),
@@ -354,7 +379,24 @@ def main():
             problems.append("%s took %.0fs" % (name, took))
         if not ev:
             problems.append("%s: no evidence on the disk; console: %s" % (name, console))
-        if name == "systemd-fallback":
+        if name == "systemd-agent":
+            show = dict(l.split("=", 1) for l in guest_file(disk, "/var/log/boottest/agent-show").splitlines() if "=" in l)
+            status = guest_file(disk, "/var/log/boottest/agent-status")
+            log = guest_file(disk, "/var/log/boottest/agent.log")
+            say("  drainhook.service: Type=%s %s/%s, STATUS %r; exit at poweroff: %s"
+                % (show.get("Type"), show.get("ActiveState"), show.get("SubState"), show.get("StatusText"),
+                   next((e for _, e in ev if e.startswith("agent-exit")), "none")))
+            if show.get("Type") != "notify" or show.get("ActiveState") != "active":
+                problems.append("%s: drainhook.service is not an active notify service: %s" % (name, show))
+            if not show.get("StatusText", "").startswith("idle, watching IMDS"):
+                problems.append("%s: no STATUS from the agent: %r" % (name, show.get("StatusText")))
+            if 'Status: "idle, watching IMDS' not in status:
+                problems.append("%s: systemctl status does not show the STATUS line:\n%s" % (name, status))
+            if "drainhook agent started" not in log or "SIGTERM received: stopping" not in log:
+                problems.append("%s: the agent's log lacks its start or its stop:\n%s" % (name, log[-2000:]))
+            if not when(ev, "agent-exit 0"):
+                problems.append("%s: the agent did not exit 0 at poweroff: %s" % (name, ev))
+        if name in ("systemd-fallback", "systemd-agent"):
             version = guest_file(disk, "/var/log/boottest/version").strip()
             state = guest_file(disk, "/var/log/boottest/fallback-state").split()
             say("  in the guest: dpkg -i %s; drainhook --version: %r; fallback %s, agent %s"
