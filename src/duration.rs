@@ -2,8 +2,21 @@
 
 use std::time::Duration;
 
+/// The longest duration accepted: nothing drainhook waits for lasts a year, and a larger
+/// value would overflow when added to a clock reading.
+pub const MAX: Duration = Duration::from_secs(365 * 86_400);
+
 /// Parses `90s`, `30m`, `1h`, `2d`, `500ms` or a sum such as `1h30m`. A bare number is seconds.
+/// At most [`MAX`].
 pub fn parse(s: &str) -> Result<Duration, String> {
+    let d = parse_any(s)?;
+    if d > MAX {
+        return Err(format!("duration {s:?} is longer than a year"));
+    }
+    Ok(d)
+}
+
+fn parse_any(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if t.is_empty() {
         return Err("empty duration; write e.g. 90s, 30m or 1h".into());
@@ -37,8 +50,11 @@ pub fn parse(s: &str) -> Result<Duration, String> {
                 ))
             }
         };
-        total += Duration::try_from_secs_f64(secs)
+        let part = Duration::try_from_secs_f64(secs)
             .map_err(|_| format!("invalid duration {s:?}: out of range"))?;
+        total = total
+            .checked_add(part)
+            .ok_or_else(|| format!("invalid duration {s:?}: out of range"))?;
         rest = next;
     }
     Ok(total)
@@ -76,6 +92,19 @@ pub fn arg(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sums_that_overflow_and_absurd_lengths_are_errors_not_panics() {
+        // Found by `make fuzz` (fuzz/regressions/duration/): the sum overflowed Duration.
+        let crash = include_str!(
+            "../fuzz/regressions/duration/crash-71be99a8dcb1f5c6052c3dfef481f383145ba8bd"
+        );
+        assert!(parse(crash).is_err());
+        assert!(parse("18446744073709551615").is_err(), "a bare number too");
+        assert!(parse("99999999999999999999h").is_err());
+        assert_eq!(parse("365d"), Ok(MAX));
+        assert!(parse("366d").is_err());
+    }
 
     #[test]
     fn parses_what_people_write() {
