@@ -302,26 +302,8 @@ async fn a_drain_timeout_completes_with_the_configured_result() {
 
 /// Seconds since the epoch of a log line's RFC 3339 UTC stamp (`2026-11-24T01:08:25.548950Z`).
 fn log_time(line: &str) -> Option<f64> {
-    let stamp = line.split_whitespace().next()?;
-    let (date, time) = stamp.trim_end_matches('Z').split_once('T')?;
-    let d: Vec<i64> = date
-        .split('-')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    let (y, m, day) = (d[0], d[1], d[2]);
-    // days from civil (Howard Hinnant's algorithm)
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    let t: Vec<f64> = time
-        .split(':')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    Some(days as f64 * 86400.0 + t[0] * 3600.0 + t[1] * 60.0 + t[2])
+    let t = drainhook::utc::parse_rfc3339(line.split_whitespace().next()?)?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64())
 }
 
 #[tokio::test]
@@ -403,12 +385,7 @@ async fn imds_alone_holds_drains_and_completes_without_any_sqs_call() {
     let t = tempfile::tempdir().unwrap();
     let (data, sim, written) = shipping(t.path(), 60_000, &["--rate", "30000"]);
     let agent = Agent::launch(&me, &data, &[]);
-    agent
-        .wait_log(
-            "IMDS: target lifecycle state InService",
-            Duration::from_secs(15),
-        )
-        .await;
+    agent.wait_in_service().await;
     g.scale_in(&me).await;
     let scaled = Instant::now();
     agent
@@ -637,12 +614,7 @@ async fn several_termination_hooks_and_none_named_is_an_error_that_names_them() 
     drop(agent);
     // Named, it holds and completes that hook's action.
     let agent = Agent::launch(&me, &data, &["--hook-name", "drain"]);
-    agent
-        .wait_log(
-            "IMDS: target lifecycle state InService",
-            Duration::from_secs(15),
-        )
-        .await;
+    agent.wait_in_service().await;
     g.scale_in(&me).await;
     g.wait_gone(&me, Duration::from_secs(60)).await;
     assert!(
@@ -663,12 +635,7 @@ async fn a_spot_notice_from_imds_drains_for_what_is_left_and_says_what_stayed_un
     let (data, _sim, _) = shipping(t.path(), 2_000_000, &["--rate", "20000"]);
     imds_control(&me, serde_json::json!({"life_cycle": "spot"}));
     let agent = Agent::launch(&me, &data, &[]);
-    agent
-        .wait_log(
-            "IMDS: target lifecycle state InService",
-            Duration::from_secs(15),
-        )
-        .await;
+    agent.wait_in_service().await;
     let at = std::time::SystemTime::now() + Duration::from_secs(16);
     let stamp = format_utc(at);
     imds_control(
@@ -726,12 +693,7 @@ async fn an_imds_outage_during_an_imds_triggered_hold_does_not_end_it() {
     let t = tempfile::tempdir().unwrap();
     let (data, sim, written) = shipping(t.path(), 150_000, &["--rate", "15000"]);
     let agent = Agent::launch(&me, &data, &[]);
-    agent
-        .wait_log(
-            "IMDS: target lifecycle state InService",
-            Duration::from_secs(15),
-        )
-        .await;
+    agent.wait_in_service().await;
     g.scale_in(&me).await;
     agent
         .wait_log("holding instance", Duration::from_secs(10))

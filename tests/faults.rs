@@ -138,12 +138,7 @@ async fn thirty_percent_of_all_calls_throttled_throughout() {
     let proxy = Proxy::start();
     proxy.rules(serde_json::json!([{"service": "*", "action": "*", "mode": "throttle", "probability": 0.3}]));
     let agent = proxy.agent(&me, &data, &["--queue-url", &g.queue_url]);
-    agent
-        .wait_log(
-            "IMDS: target lifecycle state InService",
-            Duration::from_secs(30),
-        )
-        .await;
+    agent.wait_in_service().await;
     g.scale_in(&me).await;
     g.wait_gone(&me, Duration::from_secs(90)).await;
     assert!(
@@ -195,12 +190,7 @@ async fn complete_lifecycle_action_fails_five_times_then_works() {
         "service": "autoscaling", "action": "CompleteLifecycleAction", "mode": "500", "count": 5
     }]));
     let agent = proxy.agent(&me, &data, &[]);
-    agent
-        .wait_log(
-            "IMDS: target lifecycle state InService",
-            Duration::from_secs(15),
-        )
-        .await;
+    agent.wait_in_service().await;
     g.scale_in(&me).await;
     g.wait_gone(&me, Duration::from_secs(60)).await;
     assert_eq!(proxy.hits()[0]["hits"], 5, "{}", proxy.hits());
@@ -215,12 +205,7 @@ async fn three_seconds_of_latency_on_every_call_during_the_drain() {
     let (data, _sim, written) = shipping(t.path(), 100_000, &["--rate", "5000"]);
     let proxy = Proxy::start();
     let agent = proxy.agent(&me, &data, &["--queue-url", &g.queue_url]);
-    agent
-        .wait_log(
-            "IMDS: target lifecycle state InService",
-            Duration::from_secs(15),
-        )
-        .await;
+    agent.wait_in_service().await;
     g.scale_in(&me).await;
     agent
         .wait_log("holding instance", Duration::from_secs(15))

@@ -382,6 +382,15 @@ impl Agent {
         panic!("agent never logged {needle:?}; log:\n{}", self.logs());
     }
 
+    /// Waits until the agent watches IMDS and has seen its instance in service.
+    pub async fn wait_in_service(&self) {
+        self.wait_log(
+            "IMDS: target lifecycle state InService",
+            Duration::from_secs(30),
+        )
+        .await;
+    }
+
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
