@@ -14,12 +14,17 @@ TARGET ?= x86_64-unknown-linux-gnu
 GLIBC  ?= 2.17
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: fuzz all build release dist test-dist test-boot boot-images test lint unit deploy-check eb-bundle agent-latency idle demo bench audit latency venv clean fleet fleet-smoke
+.PHONY: fuzz all build test-build release dist test-dist test-boot boot-images test lint unit deploy-check eb-bundle agent-latency idle demo bench audit latency venv clean fleet fleet-smoke
 
 all: build
 
 build:
 	cargo build
+
+# The debug binary as `cargo test` builds it (with the dev-dependencies' features): after
+# `make unit` this is a no-op, where a plain `cargo build` would compile everything again.
+test-build:
+	cargo build --tests
 
 release:
 	cargo build --release
@@ -70,13 +75,15 @@ dist: $(VENV)/.dist-tools
 	packaging/build-packages.sh dist/drainhook $(VERSION) dist $(firstword $(subst -, ,$(TARGET)))
 
 # The glibc bound (the normal build must fail it: the check discriminates) and the packages.
-test-dist: dist build
+test-dist: dist test-build
 	$(PY) tests/dist/check_dist.py dist --max-glibc $(GLIBC) --control target/debug/drainhook
 
 # Real boots and shutdowns of Debian 12 guests under qemu (TCG): systemd and SysV, each with
 # a negative control. The rootfs images are built once with mmdebstrap and cached in .boot/.
+# The agent's guest reaches the emulator (and its IMDS stand-in) on the host through qemu's
+# user network.
 test-boot: test-dist
-	python3 tests/boot/boot_test.py
+	tests/moto_ext/with_moto.sh $(PY) $(PY) tests/boot/boot_test.py
 
 boot-images:
 	python3 tests/boot/boot_test.py --images-only
@@ -123,7 +130,7 @@ fleet: venv release
 	ulimit -n "$$(ulimit -Hn)" && tests/moto_ext/with_moto.sh $(PY) $(PY) tests/fleet/fleet.py --n $(N) --modes $(MODES)
 
 # The same at N=8 with the default configuration, short idle: part of `make test`.
-fleet-smoke: venv build
+fleet-smoke: venv test-build
 	tests/moto_ext/with_moto.sh $(PY) $(PY) tests/fleet/fleet.py --n 8 --modes both --idle 20 --binary target/debug/drainhook --out .fleet/smoke.json
 
 # drain latency: median over 20 runs of (drain exit - last registry ack - settle)

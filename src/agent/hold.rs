@@ -146,7 +146,7 @@ async fn hold(
         DrainEnd::Stopped(Stop::Shutdown, pending) => {
             keeper.task.abort();
             tracing::warn!(
-                "stopping mid-drain with {pending} still pending: the message is released for a restarted agent; the action is not completed"
+                "stopping mid-drain with {pending} still pending: the action is not completed; a restarted agent resumes the hold, otherwise Auto Scaling goes on with the hook's DefaultResult at the heartbeat timeout"
             );
             release_messages(ctx, messages).await;
             return;
