@@ -4,7 +4,8 @@
 //! short tick that notices log files growing. "Drained" must hold for the settle
 //! period (filebeat's 1 s registry flush plus its 10 s scan interval by default)
 //! before we believe it: a file appended just before the end is seen by filebeat
-//! only at its next scan.
+//! only at its next scan. Any shipping meanwhile starts the period again, even when
+//! every look showed filebeat caught up (a writer it keeps pace with is still writing).
 
 use crate::backlog::{self, human_bytes, plural, Backlog, ProcScan};
 use crate::duration;
@@ -166,6 +167,7 @@ where
         }
     }
     let mut drained_since = backlog.is_drained().then(Instant::now);
+    let mut shipped = activity(&backlog);
     let mut last_report = (Instant::now(), backlog.acked_bytes());
     let mut next_report = Instant::now() + opts.progress_interval;
     let mut last_error: Option<String> = None;
@@ -221,11 +223,18 @@ where
                     tracing::info!("registry readable again");
                 }
                 backlog = backlog::compute(&registry, &opts.procs);
-                if backlog.is_drained() {
-                    drained_since.get_or_insert_with(Instant::now);
-                } else {
+                let now_shipped = activity(&backlog);
+                if !backlog.is_drained() {
                     drained_since = None;
+                } else if now_shipped != shipped {
+                    // filebeat shipped (or found a file) since the last look, though every
+                    // look showed it caught up: the writer is still at work, so the settle
+                    // period starts again. It measures quiet, not one instant of catching up.
+                    drained_since = Some(Instant::now());
+                } else {
+                    drained_since.get_or_insert_with(Instant::now);
                 }
+                shipped = now_shipped;
             }
             Err(e) => {
                 // Never "drained" on a read we could not make sense of.
@@ -238,6 +247,11 @@ where
             }
         }
     }
+}
+
+/// What changes when filebeat ships: the acked bytes, and the files it tracks.
+fn activity(backlog: &Backlog) -> (u64, usize) {
+    (backlog.acked_bytes(), backlog.files.len())
 }
 
 async fn changed(watch: &mut Option<Watch>) -> io::Result<()> {

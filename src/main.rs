@@ -85,8 +85,9 @@ struct DrainArgs {
     #[arg(long, env = "DRAINHOOK_DRAIN_TIMEOUT", default_value = "30m", value_parser = duration::arg)]
     timeout: Duration,
 
-    /// How long everything must stay shipped before the drain ends: filebeat's 1 s registry
-    /// flush plus its 10 s scan interval, so a file appended at the last moment is not missed.
+    /// How long everything must stay shipped, with nothing more shipped, before the drain
+    /// ends (any ack starts it again): filebeat's 1 s registry flush plus its 10 s scan
+    /// interval, so a file appended at the last moment is not missed.
     #[arg(long, env = "DRAINHOOK_SETTLE", default_value = "11s", value_parser = duration::arg)]
     settle: Duration,
 

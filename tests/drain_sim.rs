@@ -34,7 +34,7 @@ fn drain_while_shipping(sim_args: &[&str]) {
         ],
     );
     let out = drainhook()
-        .args(["drain", "--settle", "1s", "--timeout", "60s", "--registry"])
+        .args(["drain", "--settle", "2s", "--timeout", "60s", "--registry"])
         .arg(&data)
         .output()
         .unwrap();
@@ -49,7 +49,7 @@ fn drain_while_shipping(sim_args: &[&str]) {
         "every byte written is acked: {b}"
     );
     assert!(
-        ended >= sim.last_ack() + 1.0,
+        ended >= sim.last_ack() + 2.0,
         "drain ended {:.3}s after the last ack, before the settle period",
         ended - sim.last_ack()
     );
@@ -93,6 +93,61 @@ fn array_file_of_filebeat_5_and_6() {
 #[test]
 fn data_json_of_filebeat_7_0_to_7_8() {
     drain_while_shipping(&["--format", "array7", "--rate", "120000"]);
+}
+
+/// filebeat keeps pace with a writer, so every look at the registry shows it caught up,
+/// yet it is still shipping: the drain must wait for a settle period of quiet after the
+/// last ack, not return one settle period after the first moment it saw everything shipped.
+#[test]
+fn shipping_during_the_settle_period_starts_it_again() {
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+    let t = tempfile::tempdir().unwrap();
+    let log = t.path().join("app.log");
+    fs::write(&log, "x".repeat(199) + "\n").unwrap();
+    let m = fs::metadata(&log).unwrap();
+    let data = t.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    // A 5.x/6.x registry file, replaced by write-then-rename as filebeat does.
+    let ack = |offset: u64| {
+        let entry = format!(
+            r#"[{{"source":"{}","offset":{offset},"timestamp":"2026-11-30T10:00:00Z","ttl":-1,"type":"log","FileStateOS":{{"inode":{},"device":{}}}}}]"#,
+            log.display(),
+            m.ino(),
+            m.dev()
+        );
+        fs::write(data.join("registry.new"), entry).unwrap();
+        fs::rename(data.join("registry.new"), data.join("registry")).unwrap();
+    };
+    ack(200);
+    let drain = drainhook()
+        .args(["drain", "--settle", "2s", "--timeout", "60s", "--registry"])
+        .arg(&data)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // For 3 s, a line every 0.3 s, acked at once (between two of the drain's looks).
+    let mut size = 200;
+    let mut last_ack = now_epoch();
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut f = fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(&[b'y'; 99]).unwrap();
+        f.write_all(b"\n").unwrap();
+        drop(f);
+        size += 100;
+        ack(size);
+        last_ack = now_epoch();
+    }
+    let out = drain.wait_with_output().unwrap();
+    let ended = now_epoch();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        ended >= last_ack + 2.0,
+        "the drain returned {:.2}s after the last ack, inside the 2 s settle period: {}",
+        ended - last_ack,
+        stderr(&out)
+    );
 }
 
 #[test]
