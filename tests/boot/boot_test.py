@@ -6,7 +6,9 @@ packages), lets the filebeat stand-in (tests/sim/filebeat_sim.py) ship a 240 kB 
 8 kB/s, shuts the guest down, and reads the evidence off its disk after qemu exits (debugfs):
 an events file the guest appended to, and filebeat's registry.
 
-  boot_test.py [--only NAME[,NAME]] [--work .boot] [--binary dist/drainhook] [--deb dist/*.deb]
+  boot_test.py [--only NAME[,NAME]] [--jobs 2] [--work .boot] [--binary dist/drainhook] [--deb dist/*.deb]
+
+Two boots run side by side by default (--jobs): their drains mostly wait at 8 kB/s.
 
 Scenarios:
 - systemd-fallback: the DEB is installed at boot (dpkg -i; its postinst enables
