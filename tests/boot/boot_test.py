@@ -50,6 +50,7 @@ MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 BACKLOG = 240_000  # bytes in /var/log/app/app.log
 RATE = 8000  # the stand-in's shipping rate: the backlog takes 30 s
 BOOT_LIMIT = 180  # seconds a boot may take
+SMP = 2  # the guest's CPUs: 1 when boots run side by side (see main), so they do not contend
 
 PACKAGES = {
     "systemd": "systemd,systemd-sysv,udev,linux-image-amd64,initramfs-tools,python3,procps",
@@ -391,7 +392,7 @@ def boot(work, kind, name, prepare, beside=None, network=False):
     initrd = sorted(glob.glob(os.path.join(tree, "boot", "initrd.img-*")))[-1]
     t = time.time()
     qemu = ["qemu-system-x86_64", "-machine", "q35,accel=tcg", "-cpu", "max", "-m", "1024",
-            "-smp", "2", "-display", "none", "-monitor", "none", "-no-reboot",
+            "-smp", str(SMP), "-display", "none", "-monitor", "none", "-no-reboot",
             "-nic", "user,model=virtio-net-pci" if network else "none",
             "-serial", "file:" + console, "-kernel", kernel, "-initrd", initrd,
             "-append", "root=/dev/vda rw console=ttyS0 panic=-1 net.ifnames=0",
@@ -598,6 +599,8 @@ def main():
         check(name, disk, ev, problems)
         os.unlink(disk)
 
+    global SMP
+    SMP = 1 if a.jobs > 1 else 2
     for kind in sorted({scenarios[name][0] for name in wanted}):
         rootfs(a.work, kind)  # once, before boots side by side would both unpack it
     t = time.time()
