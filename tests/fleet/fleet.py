@@ -278,6 +278,11 @@ def run_mode(mode, n, binary, data, work, idle_seconds):
     return r
 
 
+# The largest fleet at which the queue alone must still hold every instance: issue 7 asks
+# for N=150; the README says what was measured (not reliable there: this bar fails at 150).
+QUEUE_ALONE_LIMIT = 150
+
+
 def bars(r):
     """The bars of issue 7 for this mode; returns the failures."""
     fail = []
@@ -301,9 +306,14 @@ def bars(r):
         fail.append("idle SQS requests without a queue")
     if r["mode"] != "queue" and r["imds_requests_per_agent_per_second_idle"]["max"] > 1.05:
         fail.append("IMDS requests per second %.2f > 1" % r["imds_requests_per_agent_per_second_idle"]["max"])
-    if r["mode"] == "queue" and r["completed_by_own_agent"] != r["victims"]:
-        fail.append("queue alone: %d/%d completed by their own agent at N=%d"
-                    % (r["completed_by_own_agent"], r["victims"], r["n"]))
+    if r["mode"] == "queue":
+        if r["live_messages_deleted_by_foreign_agents"]:
+            fail.append("queue alone: a live action's message was deleted by a foreign agent")
+        # Queue alone is held to every action only up to its measured limit (see the README):
+        # beyond it the figures are printed, not judged.
+        if r["completed_by_own_agent"] != r["victims"] and r["n"] <= QUEUE_ALONE_LIMIT:
+            fail.append("queue alone: %d/%d completed by their own agent at N=%d"
+                        % (r["completed_by_own_agent"], r["victims"], r["n"]))
     return fail
 
 
@@ -328,6 +338,9 @@ def main():
         results.append(r)
         for f in bars(r):
             failures.append("%s: %s" % (mode, f))
+        if r["mode"] == "queue" and r["n"] > QUEUE_ALONE_LIMIT and r["completed_by_own_agent"] != r["victims"]:
+            say("queue alone beyond its measured limit (N=%d > %d): %d/%d completed by their own agent; "
+                "use IMDS (see the README)" % (r["n"], QUEUE_ALONE_LIMIT, r["completed_by_own_agent"], r["victims"]))
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(results, f, indent=2)
