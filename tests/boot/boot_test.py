@@ -50,7 +50,6 @@ MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 BACKLOG = 240_000  # bytes in /var/log/app/app.log
 RATE = 8000  # the stand-in's shipping rate: the backlog takes 30 s
 BOOT_LIMIT = 180  # seconds a boot may take
-SMP = 2  # the guest's CPUs: 1 when boots run side by side (see main), so they do not contend
 
 PACKAGES = {
     "systemd": "systemd,systemd-sysv,udev,linux-image-amd64,initramfs-tools,python3,procps",
@@ -376,7 +375,7 @@ def build_disk(tree, scen_dir, disk):
     return scen_dir
 
 
-def boot(work, kind, name, prepare, beside=None, network=False):
+def boot(work, kind, name, prepare, beside=None, network=False, cpus=2):
     """Boots the scenario's guest until it shuts down. `beside(console, until)` runs on the host
     meanwhile; `network`: qemu's user network (the host's loopback is 10.0.2.2 in the guest)."""
     tree = rootfs(work, kind)
@@ -392,7 +391,7 @@ def boot(work, kind, name, prepare, beside=None, network=False):
     initrd = sorted(glob.glob(os.path.join(tree, "boot", "initrd.img-*")))[-1]
     t = time.time()
     qemu = ["qemu-system-x86_64", "-machine", "q35,accel=tcg", "-cpu", "max", "-m", "1024",
-            "-smp", str(SMP), "-display", "none", "-monitor", "none", "-no-reboot",
+            "-smp", str(cpus), "-display", "none", "-monitor", "none", "-no-reboot",
             "-nic", "user,model=virtio-net-pci" if network else "none",
             "-serial", "file:" + console, "-kernel", kernel, "-initrd", initrd,
             "-append", "root=/dev/vda rw console=ttyS0 panic=-1 net.ifnames=0",
@@ -573,7 +572,8 @@ def main():
         kind, prepare, check = scenarios[name]
         say("boot %s (%s)" % (name, kind))
         agent = name == "systemd-agent"
-        disk, took, console = boot(a.work, kind, name, prepare, network=agent,
+        # One guest CPU each when boots run side by side, so that they do not contend.
+        disk, took, console = boot(a.work, kind, name, prepare, network=agent, cpus=1 if a.jobs > 1 else 2,
                                    beside=emulator.scale_in_when_ready if agent else None)
         ev = events(disk)
         say("  booted, ran and shut down in %.0fs; events: %s" % (took, ", ".join(e for _, e in ev)))
@@ -599,8 +599,6 @@ def main():
         check(name, disk, ev, problems)
         os.unlink(disk)
 
-    global SMP
-    SMP = 1 if a.jobs > 1 else 2
     for kind in sorted({scenarios[name][0] for name in wanted}):
         rootfs(a.work, kind)  # once, before boots side by side would both unpack it
     t = time.time()

@@ -291,8 +291,8 @@ def bars(r):
             fail.append("%d/%d completed by their own agent" % (r["completed_by_own_agent"], r["victims"]))
         if (r["first_heartbeat_s"]["p99"] or 99) > 3.0:
             fail.append("p99 first heartbeat %.2f s > 3 s" % r["first_heartbeat_s"]["p99"])
-        if r["live_messages_deleted_by_foreign_agents"]:
-            fail.append("a live action's message was deleted by a foreign agent")
+    if r["live_messages_deleted_by_foreign_agents"]:
+        fail.append("a live action's message was deleted by a foreign agent")
     if r["mode"] == "imds" and r["sqs_requests_per_agent_scale_in"]["max"] != 0:
         fail.append("SQS requests without a queue")
     if r["mode"] == "both":
@@ -306,14 +306,11 @@ def bars(r):
         fail.append("idle SQS requests without a queue")
     if r["mode"] != "queue" and r["imds_requests_per_agent_per_second_idle"]["max"] > 1.05:
         fail.append("IMDS requests per second %.2f > 1" % r["imds_requests_per_agent_per_second_idle"]["max"])
-    if r["mode"] == "queue":
-        if r["live_messages_deleted_by_foreign_agents"]:
-            fail.append("queue alone: a live action's message was deleted by a foreign agent")
-        # Queue alone is held to every action only up to its measured limit (see the README):
-        # beyond it the figures are printed, not judged.
-        if r["completed_by_own_agent"] != r["victims"] and r["n"] <= QUEUE_ALONE_LIMIT:
-            fail.append("queue alone: %d/%d completed by their own agent at N=%d"
-                        % (r["completed_by_own_agent"], r["victims"], r["n"]))
+    # Queue alone is held to every action only up to N=150 (issue 7's bar): beyond it the
+    # figures are printed, not judged.
+    if r["mode"] == "queue" and r["completed_by_own_agent"] != r["victims"] and r["n"] <= QUEUE_ALONE_LIMIT:
+        fail.append("queue alone: %d/%d completed by their own agent at N=%d"
+                    % (r["completed_by_own_agent"], r["victims"], r["n"]))
     return fail
 
 
