@@ -140,6 +140,56 @@ async fn other_instances_messages_stay_visible_to_others() {
 }
 
 #[tokio::test]
+async fn an_agent_without_imds_learns_of_its_termination_from_another_instance_s_notice() {
+    // Its own message never reaches the queue it reads (its hook notifies another queue),
+    // as if it were lost among everyone's: another instance's notice must be enough.
+    let mine = group("selfcheck", 1, 60).await;
+    let theirs = group("selfcheck-other", 1, 60).await;
+    let me = mine.instances[0].clone();
+    let other = theirs.instances[0].clone();
+    let t = tempfile::tempdir().unwrap();
+    let (data, _sim, written) = shipping(t.path(), 40_000, &["--rate", "20000"]);
+    let agent = Agent::launch(
+        &me,
+        &data,
+        &["--queue-url", &theirs.queue_url, "--imds-trigger", "false"],
+    );
+    agent
+        .wait_log("drainhook agent started", Duration::from_secs(15))
+        .await;
+    mine.scale_in(&me).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !agent.logs().contains("holding instance"),
+        "nothing on its queue yet: {}",
+        agent.logs()
+    );
+    theirs.scale_in(&other).await;
+    let scaled = Instant::now();
+    agent
+        .wait_log("holding instance", Duration::from_secs(10))
+        .await;
+    let noticed = scaled.elapsed();
+    mine.wait_gone(&me, Duration::from_secs(60)).await;
+    assert_eq!(acked_bytes(&data), written, "every byte shipped first");
+    let logs = agent.logs();
+    assert!(
+        logs.contains("noticed by Auto Scaling, asked on another instance's queue notice"),
+        "{logs}"
+    );
+    assert!(noticed < Duration::from_secs(5), "held {noticed:?} after");
+    let action = &emulator_stats()["actions"][&me];
+    assert_eq!(action["result"], "CONTINUE", "{action}");
+    assert_eq!(action["completed_by"], me.as_str(), "{action}");
+    // The other instance's action is alive: its message stays for its own agent.
+    assert_eq!(
+        theirs.state(&other).await.as_deref(),
+        Some("Terminating:Wait")
+    );
+    assert_eq!(theirs.messages_in_queue().await, 1, "{logs}");
+}
+
+#[tokio::test]
 async fn the_test_notification_is_deleted() {
     let g = group("testnote", 1, 60).await;
     let me = g.instances[0].clone();

@@ -4,7 +4,9 @@
 //! [`LifecycleAction`] (with a token when it came from a message):
 //! - [`imds_watch`]: IMDS `autoscaling/target-lifecycle-state` turns `Terminated` (no queue
 //!   needed; the default);
-//! - [`queue`]: the hook's SQS queue, when one is configured;
+//! - [`queue`]: the hook's SQS queue, when one is configured (an agent without IMDS also
+//!   asks Auto Scaling about itself when another instance's notice arrives, so it need not
+//!   find its own message among everyone's first);
 //! - [`resume`]: at start-up, the instance already waits in `Terminating:Wait`.
 //!
 //! They all send to one coordinator ([`coordinate`]), which runs the one [`hold`] for the
@@ -51,6 +53,8 @@ agent, not completed), 1 configuration or identity error.";
 pub(crate) enum Source {
     Imds,
     Queue,
+    /// Another instance's notice on the queue prompted a look at this instance's own state.
+    QueueSelfCheck,
     Resume,
 }
 
@@ -59,6 +63,7 @@ impl fmt::Display for Source {
         f.write_str(match self {
             Source::Imds => "IMDS target-lifecycle-state",
             Source::Queue => "queue message",
+            Source::QueueSelfCheck => "Auto Scaling, asked on another instance's queue notice",
             Source::Resume => "start-up check",
         })
     }
@@ -103,6 +108,8 @@ pub(crate) struct Ctx {
     /// The running hold has its message: the queue listener has nothing left to find and
     /// stops polling until the hold ends, adding no load to the shared queue meanwhile.
     pub message_held: AtomicBool,
+    /// A hold runs: the queue listener need not ask Auto Scaling about this instance.
+    pub holding: AtomicBool,
 }
 
 impl Ctx {
@@ -191,6 +198,7 @@ pub async fn run(cfg: AgentConfig) -> Result<ExitCode, String> {
         cfg,
         shutdown,
         message_held: AtomicBool::new(false),
+        holding: AtomicBool::new(false),
     });
     tracing::info!(
         instance = %ctx.instance_id,
@@ -304,6 +312,7 @@ impl Coordinator {
             return;
         };
         self.ctx.message_held.store(false, Ordering::Relaxed);
+        self.ctx.holding.store(false, Ordering::Relaxed);
         if let Some(end) = end {
             self.finished = Some(Finished {
                 action: r.action,
@@ -367,6 +376,7 @@ impl Coordinator {
             instance = %action.instance_id, hook = %action.hook, group = %action.group,
             "this instance is terminating (noticed by {source}): holding it"
         );
+        self.ctx.holding.store(true, Ordering::Relaxed);
         let messages = keeper::Messages::default();
         if let Some(m) = message {
             keeper::add_message(&messages, m);

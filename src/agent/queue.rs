@@ -12,15 +12,23 @@
 //!
 //! How long a foreign message stays hidden depends on whether this agent's IMDS trigger
 //! works:
-//! - **primary** (no IMDS trigger): the queue is how agents learn of their termination, so a
-//!   foreign message is released at once (visibility 0) for its owner to find;
+//! - **primary** (no IMDS trigger): the queue is how agents learn of their termination. A
+//!   message is a sign that the group is scaling in, so on a notice it has not seen before
+//!   the agent asks Auto Scaling about *itself* (`DescribeAutoScalingInstances`, at most once
+//!   every [`SELF_CHECK_EVERY`]): an instance in `Terminating:Wait` is held at once, without
+//!   first finding its own message among everyone's. Each receive takes one message
+//!   ([`PRIMARY_BATCH`]), so a scale-in's notices reach many agents at once. A foreign
+//!   message seen for the first time, or in its first [`FRESH`] seconds, is released at once
+//!   (visibility 0), so that every agent soon sees some notice; an older one seen again after
+//!   such a check said "not this instance" is left hidden for [`RECEIVE_HIDE`] (the
+//!   receive's own visibility timeout: no extra request);
 //! - **backup** (IMDS works): its owner most likely learns from IMDS too, so the message is
 //!   left hidden for [`BACKUP_HIDE`] (the receive's own visibility timeout: no extra
 //!   request). Each message is then received about once per [`BACKUP_HIDE`] by the whole
 //!   fleet, not once per agent, and an owner without IMDS still finds it soon.
 
 use super::{fmt_d, Ctx, Event, HeldMessage, Source};
-use crate::lifecycle::{self, InstanceState};
+use crate::lifecycle::{self, InstanceState, WaitingError};
 use crate::message::{self, Notice};
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{
@@ -48,6 +56,29 @@ pub const BACKUP_HIDE: Duration = Duration::from_secs(15);
 /// (whose keeper extends it) at once, so this only matters for messages nobody handles, such
 /// as those a long poll took just as its agent was stopped: they return this soon.
 pub const RECEIVE_HIDE: Duration = Duration::from_secs(5);
+
+/// How often, at most, a primary-mode agent asks Auto Scaling about itself while new
+/// notices of other instances arrive. A scale-in's notices come within a second or two, so
+/// an agent asks about once or twice per scale-in, and a fleet's agents do not all ask again
+/// for every message.
+pub const SELF_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// How long after it was sent a notice is released at once by every primary-mode agent
+/// that receives it: long enough for every agent to receive one of a scale-in's notices
+/// (each receive takes one, and an agent receives again after `idle_pause`, 2 s).
+const FRESH: Duration = Duration::from_secs(10);
+
+/// How many messages a primary-mode receive takes. One notice is enough to make an agent
+/// look at its own state, and a scale-in's few dozen notices then reach a few dozen agents
+/// at a time, where batches of 10 would reach only a handful.
+const PRIMARY_BATCH: i32 = 1;
+
+/// How long a message id is remembered as seen: long after its action can be alive (the
+/// hold lasts an hour at most by default); one seen again later only costs one more check.
+const SEEN_FOR: Duration = Duration::from_secs(2 * 3600);
+
+/// How long the listener waits at start-up for the IMDS watcher to say whether IMDS works.
+const IMDS_FIRST_LOOK: Duration = Duration::from_secs(3);
 
 /// How long an instance's state is believed.
 const STATE_TTL: Duration = Duration::from_secs(5);
@@ -242,6 +273,12 @@ pub(crate) async fn listen(
     let Some(queue) = ctx.queue.as_ref() else {
         return;
     };
+    if ctx.cfg.imds_trigger {
+        // The IMDS watcher's first look takes a moment: waiting for it starts the first long
+        // poll in the right mode (and the log does not announce one mode, then the other).
+        let mut first = imds_ok.clone();
+        let _ = tokio::time::timeout(IMDS_FIRST_LOOK, first.changed()).await;
+    }
     let mut l = Listener {
         ctx: &ctx,
         queue,
@@ -249,6 +286,11 @@ pub(crate) async fn listen(
         imds_ok,
         states: StateCache::default(),
         backup: None,
+        seen: HashMap::new(),
+        check_due: false,
+        last_check: None,
+        last_ok_check: None,
+        check_failing: false,
     };
     l.run().await;
 }
@@ -261,6 +303,15 @@ struct Listener<'a> {
     states: StateCache,
     /// The mode last logged.
     backup: Option<bool>,
+    /// Other instances' termination notices seen, by message id, with when first seen.
+    seen: HashMap<String, Instant>,
+    /// A new notice of another instance was seen since this instance's state was last asked.
+    check_due: bool,
+    /// When this instance's state was last asked, and last answered.
+    last_check: Option<Instant>,
+    last_ok_check: Option<Instant>,
+    /// The last check failed (logged once until one succeeds).
+    check_failing: bool,
 }
 
 impl Listener<'_> {
@@ -272,13 +323,16 @@ impl Listener<'_> {
                 continue;
             }
             let backup = *self.imds_ok.borrow();
+            if !backup {
+                self.check_self().await;
+            }
             if self.backup != Some(backup) {
                 tracing::info!(
                     "queue: {}",
                     if backup {
                         "IMDS trigger works: the queue is a backup; other instances' messages are left to the IMDS of their own agents"
                     } else {
-                        "the queue is this agent's trigger: other instances' messages are released at once"
+                        "the queue is this agent's trigger: on other instances' termination notices it asks Auto Scaling whether this instance is terminating too, and releases their messages"
                     }
                 );
                 self.backup = Some(backup);
@@ -294,7 +348,7 @@ impl Listener<'_> {
                 .receive_message()
                 .queue_url(&self.queue.url)
                 .wait_time_seconds(20)
-                .max_number_of_messages(10)
+                .max_number_of_messages(if backup { 10 } else { PRIMARY_BATCH })
                 .visibility_timeout(hide.as_secs() as i32)
                 .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp);
             let out = tokio::select! {
@@ -409,10 +463,8 @@ impl Listener<'_> {
             return;
         }
         // Only messages past the margin can be deleted: Auto Scaling is asked about their
-        // instances alone. In backup mode the messages stay hidden anyway, so the answer is
-        // awaited and used at once. In primary mode their owners may be searching for them:
-        // they are judged from what is already known, released first, and the question is
-        // asked afterwards, for the next time they come by.
+        // instances alone (one request for the batch), and the answer is used at once. Their
+        // owners need not wait for it: an owner learns of its termination from any notice.
         let old_terminations: Vec<String> = batch
             .iter()
             .filter(|(m, _)| age(m) >= CLEANUP_MARGIN)
@@ -421,14 +473,16 @@ impl Listener<'_> {
                 _ => None,
             })
             .collect();
-        if backup && !old_terminations.is_empty() {
+        if !old_terminations.is_empty() {
             if let Err(e) = self.states.refresh(self.ctx, &old_terminations).await {
                 tracing::warn!("cannot ask Auto Scaling whether other instances' actions are over (their messages are kept): {e}");
             }
         }
         let states = self.states.cached(&old_terminations);
+        let now = Instant::now();
         let mut over = Vec::new();
         let mut keep = Vec::new();
+        let mut judged = 0;
         for (m, notice) in &batch {
             let id = m.message_id().unwrap_or("?");
             let age = age(m);
@@ -458,29 +512,108 @@ impl Listener<'_> {
                     );
                     over.push(m);
                 }
-                None => {
+                None if backup => {
                     tracing::debug!(
                         message_id = %id, instance = %notice.instance_id().unwrap_or("?"),
-                        "another instance's message: {}",
-                        if backup { "left hidden for its own agent's IMDS" } else { "released" }
+                        "another instance's message: left hidden for its own agent's IMDS"
                     );
-                    keep.push(m);
+                }
+                None => {
+                    // A fresh notice is released at once, so that every agent of the fleet
+                    // sees one of the scale-in's notices within seconds. Later, one seen
+                    // before (and this instance asked about since) stays hidden.
+                    let first_seen = *self.seen.entry(id.to_string()).or_insert(now);
+                    let asked_since = self.last_ok_check.is_some_and(|c| c > first_seen);
+                    if asked_since && age >= FRESH {
+                        judged += 1;
+                    } else {
+                        if first_seen == now && matches!(notice, Notice::Terminating(_)) {
+                            self.check_due = true;
+                        }
+                        keep.push(m);
+                    }
                 }
             }
         }
         if !backup {
+            tracing::debug!(
+                "other instances' messages: {} released, {} seen before left hidden for {}",
+                keep.len(),
+                judged,
+                fmt_d(RECEIVE_HIDE.min(self.ctx.cfg.visibility_timeout))
+            );
             for chunk in keep.chunks(10) {
                 self.queue.release_batch(chunk).await;
             }
+            self.check_self().await;
         }
         for chunk in over.chunks(10) {
             self.queue.delete_batch(chunk).await;
         }
-        if !backup && !old_terminations.is_empty() {
-            if let Err(e) = self.states.refresh(self.ctx, &old_terminations).await {
-                tracing::debug!("asking Auto Scaling about other instances failed: {e}");
+    }
+
+    /// After a new notice of another instance, asks Auto Scaling whether this instance is
+    /// terminating too (at most once every [`SELF_CHECK_EVERY`]; a check that is due waits
+    /// for the next turn of the receive loop). A scale-in usually takes several instances at
+    /// once, and an agent that learns of its termination this way need not find its own
+    /// message among everyone's before the hook's heartbeat timeout.
+    async fn check_self(&mut self) {
+        if !self.check_due {
+            return;
+        }
+        if self.ctx.holding.load(Ordering::Relaxed) {
+            self.check_due = false;
+            return;
+        }
+        if self
+            .last_check
+            .is_some_and(|at| at.elapsed() < SELF_CHECK_EVERY)
+        {
+            return;
+        }
+        self.check_due = false;
+        let asked = Instant::now();
+        self.last_check = Some(asked);
+        let me = self.ctx.instance_id.as_str();
+        let answer = self.ctx.lifecycle.waiting_action(me).await;
+        if self.check_failing && !matches!(answer, Err(WaitingError::Call(_))) {
+            self.check_failing = false;
+            tracing::info!("Auto Scaling answers again");
+        }
+        match answer {
+            Ok(Some(action)) => {
+                self.last_ok_check = Some(asked);
+                tracing::info!(
+                    instance = %me, group = %action.group, hook = %action.hook,
+                    "another instance's termination notice arrived, and Auto Scaling says this instance waits in Terminating:Wait too"
+                );
+                let _ = self
+                    .events
+                    .send(Event::Terminating {
+                        action,
+                        source: Source::QueueSelfCheck,
+                        message: None,
+                    })
+                    .await;
+            }
+            Ok(None) => self.last_ok_check = Some(asked),
+            Err(WaitingError::NotWaiting(where_)) => {
+                self.last_ok_check = Some(asked);
+                tracing::debug!("another instance's termination notice: this instance is {where_}");
+            }
+            Err(WaitingError::Call(e)) => {
+                // Its own message still finds it; the check is tried again next turn.
+                self.check_due = true;
+                if !self.check_failing {
+                    tracing::warn!(
+                        "cannot ask Auto Scaling whether this instance is terminating too (its own message is still looked for; asking again): {e}"
+                    );
+                }
+                self.check_failing = true;
+                return;
             }
         }
+        self.seen.retain(|_, first| first.elapsed() < SEEN_FOR);
     }
 
     /// A message we cannot handle is never just deleted: moved to the dead-letter queue
