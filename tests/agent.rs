@@ -308,6 +308,10 @@ async fn an_agent_killed_mid_drain_resumes_after_restart() {
     let mut agent = Agent::start(&g, &me, &data, &[]);
     g.scale_in(&me).await;
     agent.wait_log("draining:", Duration::from_secs(30)).await;
+    // The hold has the action's message too (it may start before the message comes by).
+    agent
+        .wait_log("termination notice received", Duration::from_secs(30))
+        .await;
     let status = agent.terminate();
     assert!(status.success(), "SIGTERM is a clean stop: {status}");
     assert!(agent.logs().contains("released"), "{}", agent.logs());

@@ -23,6 +23,9 @@ use tokio::time::Instant;
 /// How a hold ended, for the coordinator.
 pub(crate) struct End {
     pub finished_at: SystemTime,
+    /// The action is over (completed, or found gone). Not so when the agent was stopped in
+    /// the middle: a late copy of its notice is then still a live action's, never deleted.
+    pub over: bool,
 }
 
 /// `messages`: the action's messages so far; the coordinator adds those that arrive later
@@ -36,9 +39,10 @@ pub(crate) async fn run(
     messages: Messages,
     adopted: Arc<Notify>,
 ) -> End {
-    hold(&ctx, &action, source, after_own, &messages, adopted).await;
+    let over = hold(&ctx, &action, source, after_own, &messages, adopted).await;
     End {
         finished_at: SystemTime::now(),
+        over,
     }
 }
 
@@ -49,7 +53,7 @@ async fn hold(
     after_own: bool,
     messages: &Messages,
     adopted: Arc<Notify>,
-) {
+) -> bool {
     let started = Instant::now();
     let timing = match ctx.lifecycle.hook_timing(&action.group, &action.hook).await {
         Ok(t) => t,
@@ -82,7 +86,7 @@ async fn hold(
                 "no active lifecycle action ({m}): a late copy of the notice of the action this agent just completed; deleted"
             );
             finish_messages(ctx, messages).await;
-            return;
+            return true;
         }
         Err(CallError::Gone(m)) => {
             tracing::warn!(
@@ -91,7 +95,7 @@ async fn hold(
                 action.instance_id
             );
             finish_messages(ctx, messages).await;
-            return;
+            return true;
         }
         Err(e) => {
             let r = heartbeat.failed(Instant::now());
@@ -149,7 +153,7 @@ async fn hold(
                 "stopping mid-drain with {pending} still pending: the action is not completed; a restarted agent resumes the hold, otherwise Auto Scaling goes on with the hook's DefaultResult at the heartbeat timeout"
             );
             release_messages(ctx, messages).await;
-            return;
+            return false;
         }
         DrainEnd::Stopped(Stop::Gone, pending) => {
             keeper.task.abort();
@@ -159,7 +163,7 @@ async fn hold(
                 action.instance_id
             );
             finish_messages(ctx, messages).await;
-            return;
+            return true;
         }
         DrainEnd::Drained => {
             drain::write_drained_marker(&ctx.cfg.drained_marker);
@@ -180,6 +184,7 @@ async fn hold(
     let action_deadline = last_beat + timing.heartbeat_timeout;
     complete(ctx, action, result, started, action_deadline).await;
     finish_messages(ctx, messages).await;
+    true
 }
 
 /// Why a drain was stopped before it ended.

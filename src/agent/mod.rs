@@ -313,7 +313,7 @@ impl Coordinator {
         };
         self.ctx.message_held.store(false, Ordering::Relaxed);
         self.ctx.holding.store(false, Ordering::Relaxed);
-        if let Some(end) = end {
+        if let Some(end) = end.filter(|e| e.over) {
             self.finished = Some(Finished {
                 action: r.action,
                 tokens: r.tokens,
@@ -330,6 +330,22 @@ impl Coordinator {
         message: Option<HeldMessage>,
     ) {
         if action.instance_id != self.ctx.instance_id {
+            return;
+        }
+        if self.ctx.stopping() {
+            // A notice that arrives as the agent stops: its action is not finished here, so
+            // the message goes back for a restarted agent, and no new hold starts.
+            if let (Some(m), Some(q)) = (&message, &self.ctx.queue) {
+                tracing::info!(
+                    message_id = %m.id,
+                    "stopping: this instance's termination notice is released (visibility 0) for a restarted agent"
+                );
+                if let Err(e) = q.change_visibility(&m.receipt, 0).await {
+                    tracing::warn!(
+                        "releasing the message failed (it returns when its visibility ends): {e}"
+                    );
+                }
+            }
             return;
         }
         if let Some(r) = self.running.as_mut() {
