@@ -18,6 +18,9 @@ import urllib.request
 
 import boto3
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "moto_ext"))
+from group import create_group  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = os.path.join(ROOT, ".demo")
 SIM = os.path.join(ROOT, "tests", "sim", "filebeat_sim.py")
@@ -41,19 +44,8 @@ def main():
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(os.path.join(WORK, "logs"))
     asg = boto3.client("autoscaling")
-    sqs = boto3.client("sqs")
     name = "demo-%d" % int(T0)
-    q = sqs.create_queue(QueueName=name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    asg.create_launch_configuration(LaunchConfigurationName=name, ImageId="ami-12c6146b", InstanceType="t3.micro")
-    asg.create_auto_scaling_group(AutoScalingGroupName=name, LaunchConfigurationName=name, MinSize=0,
-                                  MaxSize=3, DesiredCapacity=3, AvailabilityZones=["us-east-1a"])
-    asg.put_lifecycle_hook(AutoScalingGroupName=name, LifecycleHookName="drainhook",
-                           LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING",
-                           NotificationTargetARN=arn, RoleARN="arn:aws:iam::123456789012:role/hook",
-                           HeartbeatTimeout=6, DefaultResult="CONTINUE")
-    ids = [i["InstanceId"] for i in asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])
-           ["AutoScalingGroups"][0]["Instances"]]
+    ids, q = create_group(name, 3, heartbeat_timeout=6, queue=True)
     me = ids[0]
     # The other two are protected, so the scale-in picks the instance our agent runs on.
     asg.set_instance_protection(AutoScalingGroupName=name, InstanceIds=ids[1:], ProtectedFromScaleIn=True)

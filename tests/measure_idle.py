@@ -16,7 +16,8 @@ import sys
 import time
 import urllib.request
 
-import boto3
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "moto_ext"))
+from group import create_group  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "release", "drainhook")
@@ -50,18 +51,8 @@ def peak_rss(pid):
 
 
 def main():
-    asg, sqs = boto3.client("autoscaling"), boto3.client("sqs")
     name = "idle-%d" % int(time.time())
-    q = sqs.create_queue(QueueName=name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    asg.create_launch_configuration(LaunchConfigurationName=name, ImageId="ami-12c6146b", InstanceType="t3.micro")
-    asg.create_auto_scaling_group(AutoScalingGroupName=name, LaunchConfigurationName=name, MinSize=0,
-                                  MaxSize=1, DesiredCapacity=1, AvailabilityZones=["us-east-1a"])
-    asg.put_lifecycle_hook(AutoScalingGroupName=name, LifecycleHookName="drainhook",
-                           LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING",
-                           NotificationTargetARN=arn, RoleARN="arn:aws:iam::123456789012:role/hook",
-                           HeartbeatTimeout=300)
-    me = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]["Instances"][0]["InstanceId"]
+    (me,), q = create_group(name, 1, heartbeat_timeout=300, default_result="ABANDON", queue=True)
     imds = get("/_drainhook/imds/%s" % me)["endpoint"]
     hz = os.sysconf("SC_CLK_TCK")
     for label, extra in [("IMDS alone", []), ("IMDS and the queue", ["--queue-url", q])]:

@@ -267,18 +267,12 @@ class Emulator:
                              "(tests/moto_ext/with_moto.sh sets AWS_ENDPOINT_URL)")
         import boto3
 
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "moto_ext"))
+        from group import create_group
+
         self.asg = boto3.client("autoscaling")
         self.group = "boottest-%d" % int(time.time())
-        self.asg.create_launch_configuration(LaunchConfigurationName=self.group, ImageId="ami-12c6146b",
-                                             InstanceType="t3.micro")
-        self.asg.create_auto_scaling_group(AutoScalingGroupName=self.group, LaunchConfigurationName=self.group,
-                                           MinSize=0, MaxSize=1, DesiredCapacity=1,
-                                           AvailabilityZones=["us-east-1a"])
-        self.asg.put_lifecycle_hook(AutoScalingGroupName=self.group, LifecycleHookName="drainhook",
-                                    LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING",
-                                    HeartbeatTimeout=30, DefaultResult="CONTINUE")
-        groups = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[self.group])
-        self.instance = groups["AutoScalingGroups"][0]["Instances"][0]["InstanceId"]
+        (self.instance,), _ = create_group(self.group, 1, heartbeat_timeout=30)
         self.imds = self.get("/_drainhook/imds/%s" % self.instance)["endpoint"]
         self.scaled_in_at = None
 

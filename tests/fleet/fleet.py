@@ -30,6 +30,9 @@ import urllib.request
 
 import boto3
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "moto_ext"))
+from group import create_group  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SIM = os.path.join(ROOT, "tests", "sim", "filebeat_sim.py")
 ENDPOINT = os.environ.get("AWS_ENDPOINT_URL", "")
@@ -154,25 +157,8 @@ def run_mode(mode, n, binary, data, work, idle_seconds):
     sqs = boto3.client("sqs")
     name = "fleet-%s-%d" % (mode, int(time.time()))
     say("\n== mode %s: %d instances, group %s" % (mode, n, name))
-    queue_url = arn = None
-    if mode != "imds":
-        queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    asg.create_launch_configuration(LaunchConfigurationName=name, ImageId="ami-12c6146b", InstanceType="t3.micro")
-    asg.create_auto_scaling_group(AutoScalingGroupName=name, LaunchConfigurationName=name, MinSize=0,
-                                  MaxSize=n, DesiredCapacity=n, AvailabilityZones=["us-east-1a"])
-    hook = dict(AutoScalingGroupName=name, LifecycleHookName="drainhook",
-                LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING",
-                HeartbeatTimeout=60, DefaultResult="ABANDON")
-    if arn:
-        hook.update(NotificationTargetARN=arn, RoleARN="arn:aws:iam::123456789012:role/hook")
-    asg.put_lifecycle_hook(**hook)
-    ids = []
-    paginator = asg.get_paginator("describe_auto_scaling_groups")
-    for page in paginator.paginate(AutoScalingGroupNames=[name]):
-        for g in page["AutoScalingGroups"]:
-            ids += [i["InstanceId"] for i in g["Instances"]]
-    assert len(ids) == n, "the group has %d instances" % len(ids)
+    # ABANDON makes an expiry visible: the agents themselves only ever complete with CONTINUE.
+    ids, queue_url = create_group(name, n, heartbeat_timeout=60, default_result="ABANDON", queue=mode != "imds")
 
     args = {"imds": [], "queue": ["--queue-url", queue_url, "--imds-trigger", "false"],
             "both": ["--queue-url", queue_url] if queue_url else []}[mode]
