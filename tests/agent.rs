@@ -154,8 +154,9 @@ async fn an_agent_without_imds_learns_of_its_termination_from_another_instance_s
         &data,
         &["--queue-url", &theirs.queue_url, "--imds-trigger", "false"],
     );
+    // Scaled in after the start-up check, which would otherwise find it waiting.
     agent
-        .wait_log("drainhook agent started", Duration::from_secs(15))
+        .wait_log("start-up check: instance", Duration::from_secs(15))
         .await;
     mine.scale_in(&me).await;
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -32,6 +32,11 @@ pub(crate) async fn run(ctx: Arc<Ctx>, events: mpsc::Sender<Event>) {
         }
     };
     if !inst.waits_to_terminate() {
+        tracing::info!(
+            "start-up check: instance {me} is {} in group {}, whose termination hook is {hook}",
+            inst.state,
+            inst.group
+        );
         return;
     }
     tracing::info!(
