@@ -6,7 +6,7 @@
 //! deadline; and only then are its messages deleted.
 
 use super::keeper::{self, Messages, Renewer};
-use super::{fmt_d, Ctx, Source};
+use super::{fmt_d, Ctx, HeldMessage, Source};
 use crate::backlog::{human_bytes, plural, Backlog, ProcScan};
 use crate::drain::{self, DrainOptions, Outcome};
 use crate::exit;
@@ -361,15 +361,20 @@ async fn finish_messages(ctx: &Ctx, messages: &Messages) {
 
 /// Gives the action's messages back at once (shutdown mid-hold: a restarted agent resumes).
 async fn release_messages(ctx: &Ctx, messages: &Messages) {
+    for m in keeper::take_messages(messages) {
+        release_message(ctx, &m).await;
+    }
+}
+
+/// Makes one of this instance's messages visible again (visibility 0) for a restarted agent.
+pub(crate) async fn release_message(ctx: &Ctx, m: &HeldMessage) {
     let Some(q) = &ctx.queue else {
         return;
     };
-    for m in keeper::take_messages(messages) {
-        if let Err(e) = q.change_visibility(&m.receipt, 0).await {
-            tracing::warn!(message_id = %m.id, "releasing the message failed (it returns when its visibility ends): {e}");
-        } else {
-            tracing::info!(message_id = %m.id, "message released for a restarted agent");
-        }
+    if let Err(e) = q.change_visibility(&m.receipt, 0).await {
+        tracing::warn!(message_id = %m.id, "releasing the message failed (it returns when its visibility ends): {e}");
+    } else {
+        tracing::info!(message_id = %m.id, "message released for a restarted agent");
     }
 }
 

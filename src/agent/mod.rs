@@ -335,16 +335,8 @@ impl Coordinator {
         if self.ctx.stopping() {
             // A notice that arrives as the agent stops: its action is not finished here, so
             // the message goes back for a restarted agent, and no new hold starts.
-            if let (Some(m), Some(q)) = (&message, &self.ctx.queue) {
-                tracing::info!(
-                    message_id = %m.id,
-                    "stopping: this instance's termination notice is released (visibility 0) for a restarted agent"
-                );
-                if let Err(e) = q.change_visibility(&m.receipt, 0).await {
-                    tracing::warn!(
-                        "releasing the message failed (it returns when its visibility ends): {e}"
-                    );
-                }
+            if let Some(m) = &message {
+                hold::release_message(&self.ctx, m).await;
             }
             return;
         }
