@@ -36,7 +36,7 @@ use aws_sdk_sqs::types::{
     MessageSystemAttributeName,
 };
 use backon::{BackoffBuilder, ExponentialBuilder};
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -303,7 +303,8 @@ struct Listener<'a> {
     states: StateCache,
     /// The mode last logged.
     backup: Option<bool>,
-    /// Other instances' termination notices seen, by message id, with when first seen.
+    /// Other instances' messages released or left hidden in primary mode, by message id,
+    /// with when first seen.
     seen: HashMap<String, Instant>,
     /// A new notice of another instance was seen since this instance's state was last asked.
     check_due: bool,
@@ -522,12 +523,15 @@ impl Listener<'_> {
                     // A fresh notice is released at once, so that every agent of the fleet
                     // sees one of the scale-in's notices within seconds. Later, one seen
                     // before (and this instance asked about since) stays hidden.
-                    let first_seen = *self.seen.entry(id.to_string()).or_insert(now);
+                    let (first_seen, new) = match self.seen.entry(id.to_string()) {
+                        Entry::Occupied(e) => (*e.get(), false),
+                        Entry::Vacant(e) => (*e.insert(now), true),
+                    };
                     let asked_since = self.last_ok_check.is_some_and(|c| c > first_seen);
                     if asked_since && age >= FRESH {
                         judged += 1;
                     } else {
-                        if first_seen == now && matches!(notice, Notice::Terminating(_)) {
+                        if new && matches!(notice, Notice::Terminating(_)) {
                             self.check_due = true;
                         }
                         keep.push(m);
