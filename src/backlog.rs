@@ -62,24 +62,117 @@ pub struct FileBacklog {
     pub found_at: Option<PathBuf>,
 }
 
-/// The backlog of a whole registry.
+/// What a shipper holds between reading a file and delivering it: filebeat's disk queue,
+/// Fluent Bit's chunks, Vector's disk buffer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Backlog {
-    pub format: &'static str,
-    pub files: Vec<FileBacklog>,
-    pub pending_bytes: u64,
-    /// The registry could not be read to its end (see [`Registry::incomplete`]): what it
-    /// shows may be older than the truth, so it never counts as drained. Not part of
-    /// `--json` (its shape is an agreed interface; the registry's warning says why).
-    #[serde(skip)]
-    pub incomplete: bool,
+pub struct QueueBacklog {
+    /// `disk` (filebeat's `queue.disk`), `chunks` (Fluent Bit), `disk buffer` (Vector), ...
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Where it lives on disk (absent for what is only seen over HTTP).
+    pub path: Option<PathBuf>,
+    /// Events (frames, records, chunks: see `unit`) not yet acknowledged by the output.
+    pub events: u64,
+    /// What `events` counts: `events`, `chunks`, `records`.
+    pub unit: &'static str,
+    /// Their bytes on disk.
+    pub bytes: u64,
 }
 
-impl Backlog {
-    /// Every tracked file is shipped to its end (gone and unmanaged files are not waited for),
-    /// read from an undamaged registry.
+/// Bytes a shipper gave up on during the drain (dropped batches, exhausted retries): done,
+/// but not delivered. Never hidden behind "drained".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lost {
+    pub bytes: u64,
+    /// How it is known, for a person: "2 'request dropped' lines in the agent's log".
+    pub evidence: String,
+}
+
+/// One source of pending bytes (a filebeat registry with its queue, a CloudWatch agent, ...):
+/// its tracked files, what sits in its queue, and whether "drained" can be judged exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceBacklog {
+    /// The shipper: `filebeat`, `cloudwatch-agent`, `fluent-bit`, `vector`.
+    pub shipper: &'static str,
+    /// Who runs it: `filebeat`, or `Elastic Agent component filestream-default`, ...
+    pub owner: String,
+    /// Where its state was read (registry, state directory, database).
+    pub state: PathBuf,
+    /// The state's format: `memlog`, `data.json`, `array`, ...
+    pub format: &'static str,
+    pub files: Vec<FileBacklog>,
+    /// Bytes not yet delivered: the files' pending bytes plus the queue's.
+    pub pending_bytes: u64,
+    /// What sits between read and delivery, where the shipper has such a stage.
+    pub queue: Option<QueueBacklog>,
+    /// What the shipper dropped during this drain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost: Option<Lost>,
+    /// Other reasons this source is not drained yet (a chunk count not yet confirmed, ...).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<String>,
+    /// Why "drained" cannot be exact for this source (empty: it is exact).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inexact: Vec<String>,
+    /// What proves delivery for this source, in words (`drainhook check` prints it).
+    #[serde(skip)]
+    pub proof: String,
+    /// The state could not be read to its end (see [`Registry::incomplete`]): what it shows
+    /// may be older than the truth, so it never counts as drained.
+    #[serde(skip)]
+    pub incomplete: bool,
+    /// A count that grows as the shipper delivers (acked offsets, queue bytes acked): the
+    /// drain measures the shipping rate and notices activity with it.
+    #[serde(skip)]
+    pub progress: u64,
+}
+
+impl SourceBacklog {
+    /// A source with these files and nothing else, in the shipper's terms.
+    pub fn of_files(
+        shipper: &'static str,
+        owner: impl Into<String>,
+        state: PathBuf,
+        format: &'static str,
+        files: Vec<FileBacklog>,
+    ) -> Self {
+        let pending_bytes = files.iter().map(|f| f.pending).sum();
+        let progress = files.iter().map(|f| f.offset).sum();
+        SourceBacklog {
+            shipper,
+            owner: owner.into(),
+            state,
+            format,
+            files,
+            pending_bytes,
+            queue: None,
+            lost: None,
+            waiting: Vec::new(),
+            inexact: Vec::new(),
+            proof: String::new(),
+            incomplete: false,
+            progress,
+        }
+    }
+
+    /// Adds a queue: its bytes count as pending, its acknowledged bytes as progress.
+    pub fn with_queue(mut self, queue: QueueBacklog, acked: u64) -> Self {
+        self.pending_bytes += queue.bytes;
+        self.progress += acked;
+        self.queue = Some(queue);
+        self
+    }
+
+    /// Every tracked file is shipped to its end (gone and unmanaged files are not waited
+    /// for), the queue is empty and nothing else is awaited, read from an undamaged state.
     pub fn is_drained(&self) -> bool {
-        !self.incomplete && !self.files.iter().any(|f| f.state.blocks_drain())
+        !self.incomplete
+            && self.waiting.is_empty()
+            && self
+                .queue
+                .as_ref()
+                .is_none_or(|q| q.events == 0 && q.bytes == 0)
+            && !self.files.iter().any(|f| f.state.blocks_drain())
     }
 
     /// The files a drain still waits for.
@@ -92,80 +185,231 @@ impl Backlog {
         self.files.iter().map(|f| f.offset).sum()
     }
 
-    /// A table a person can read, with a total line.
-    pub fn to_table(&self) -> String {
-        let mut out = String::new();
-        let rows: Vec<[String; 6]> = self
-            .files
-            .iter()
-            .map(|f| {
-                let mut path = f
-                    .source
-                    .as_deref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "-".into());
-                if let Some(at) = &f.found_at {
-                    let _ = write!(path, " (now {})", at.display());
-                }
-                [
-                    path,
-                    f.inode.map_or("-".into(), |i| i.to_string()),
-                    f.offset.to_string(),
-                    f.size.map_or("-".into(), |s| s.to_string()),
-                    f.pending.to_string(),
-                    f.state.as_str().to_string(),
-                ]
-            })
-            .collect();
-        let head = ["PATH", "INODE", "OFFSET", "SIZE", "PENDING", "STATE"];
-        let mut w = head.map(str::len);
-        for r in &rows {
-            for (i, c) in r.iter().enumerate() {
-                w[i] = w[i].max(c.len());
-            }
-        }
-        let line = |cells: [&str; 6], out: &mut String| {
-            let _ = writeln!(
-                out,
-                "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {}",
-                cells[0],
-                cells[1],
-                cells[2],
-                cells[3],
-                cells[4],
-                cells[5],
-                w0 = w[0],
-                w1 = w[1],
-                w2 = w[2],
-                w3 = w[3],
-                w4 = w[4]
-            );
+    /// `filebeat registry /var/lib/filebeat/registry/filebeat (memlog)`: the source's title.
+    pub fn title(&self) -> String {
+        let who = if self.owner == self.shipper {
+            self.shipper.to_string()
+        } else {
+            format!("{} ({})", self.shipper, self.owner)
         };
-        line(head, &mut out);
-        for r in &rows {
-            line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]], &mut out);
+        format!("{who}: {} ({})", self.state.display(), self.format)
+    }
+
+    /// The file table, the queue's line and this source's total line.
+    pub fn to_table(&self) -> String {
+        let mut out = file_table(&self.files);
+        if let Some(q) = &self.queue {
+            let _ = writeln!(out, "{}", queue_line(q));
         }
-        let waiting = self.waiting().count();
-        let _ = writeln!(
-            out,
-            "total: {} files, {} pending in {} ({} bytes); {}",
+        if let Some(l) = &self.lost {
+            let _ = writeln!(out, "LOST: {} ({})", human_bytes(l.bytes), l.evidence);
+        }
+        for w in &self.waiting {
+            let _ = writeln!(out, "waiting: {w}");
+        }
+        let line = total_line(
             self.files.len(),
-            human_bytes(self.pending_bytes),
-            plural(waiting, "file"),
+            self.waiting().count(),
             self.pending_bytes,
-            if self.is_drained() {
-                "drained"
-            } else if self.incomplete {
-                "not drained (the registry was not read to its end: see the warning)"
-            } else {
-                "not drained"
-            }
+            self.is_drained(),
+            self.incomplete,
         );
+        let _ = writeln!(out, "{line}");
         out
     }
 }
 
-pub(crate) fn plural(n: usize, word: &str) -> String {
+/// `disk queue /var/lib/filebeat/diskqueue: 1204 events, 542.3 kB not yet acknowledged by the output`
+pub fn queue_line(q: &QueueBacklog) -> String {
+    let at = q
+        .path
+        .as_deref()
+        .map(|p| format!(" {}", p.display()))
+        .unwrap_or_default();
+    format!(
+        "{} queue{at}: {}, {} not yet acknowledged by the output",
+        q.kind,
+        plural(q.events as usize, q.unit.trim_end_matches('s')),
+        human_bytes(q.bytes)
+    )
+}
+
+fn total_line(
+    files: usize,
+    waiting: usize,
+    pending: u64,
+    drained: bool,
+    incomplete: bool,
+) -> String {
+    format!(
+        "total: {files} files, {} pending in {} ({pending} bytes); {}",
+        human_bytes(pending),
+        plural(waiting, "file"),
+        if drained {
+            "drained"
+        } else if incomplete {
+            "not drained (the state was not read to its end: see the warning)"
+        } else {
+            "not drained"
+        }
+    )
+}
+
+/// The table of tracked files a person reads.
+fn file_table(files: &[FileBacklog]) -> String {
+    let mut out = String::new();
+    let rows: Vec<[String; 6]> = files
+        .iter()
+        .map(|f| {
+            let mut path = f
+                .source
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "-".into());
+            if let Some(at) = &f.found_at {
+                let _ = write!(path, " (now {})", at.display());
+            }
+            [
+                path,
+                f.inode.map_or("-".into(), |i| i.to_string()),
+                f.offset.to_string(),
+                f.size.map_or("-".into(), |s| s.to_string()),
+                f.pending.to_string(),
+                f.state.as_str().to_string(),
+            ]
+        })
+        .collect();
+    let head = ["PATH", "INODE", "OFFSET", "SIZE", "PENDING", "STATE"];
+    let mut w = head.map(str::len);
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let line = |cells: [&str; 6], out: &mut String| {
+        let _ = writeln!(
+            out,
+            "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {}",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            cells[5],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2],
+            w3 = w[3],
+            w4 = w[4]
+        );
+    };
+    line(head, &mut out);
+    for r in &rows {
+        line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]], &mut out);
+    }
+    out
+}
+
+/// What every source on the instance still has to deliver: what `backlog` prints and the
+/// drain waits on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Backlog {
+    pub sources: Vec<SourceBacklog>,
+}
+
+impl Backlog {
+    /// Every source is drained (and there is at least one).
+    pub fn is_drained(&self) -> bool {
+        !self.sources.is_empty() && self.sources.iter().all(SourceBacklog::is_drained)
+    }
+
+    /// Bytes not yet delivered, over every source (files and queues).
+    pub fn pending_bytes(&self) -> u64 {
+        self.sources.iter().map(|s| s.pending_bytes).sum()
+    }
+
+    /// Bytes the shippers dropped during this drain.
+    pub fn lost_bytes(&self) -> u64 {
+        self.sources
+            .iter()
+            .filter_map(|s| s.lost.as_ref())
+            .map(|l| l.bytes)
+            .sum()
+    }
+
+    /// Every tracked file of every source.
+    pub fn files(&self) -> impl Iterator<Item = &FileBacklog> {
+        self.sources.iter().flat_map(|s| s.files.iter())
+    }
+
+    /// The files a drain still waits for.
+    pub fn waiting(&self) -> impl Iterator<Item = &FileBacklog> {
+        self.sources.iter().flat_map(SourceBacklog::waiting)
+    }
+
+    /// Something grows whenever a shipper delivers: for the rate, and for the drain's
+    /// "nothing more shipped" during the settle period.
+    pub fn progress(&self) -> u64 {
+        self.sources.iter().map(|s| s.progress).sum()
+    }
+
+    /// Why "drained" is not exact, source by source (`filebeat: ...`).
+    pub fn inexact(&self) -> Vec<String> {
+        self.sources
+            .iter()
+            .flat_map(|s| s.inexact.iter().map(move |r| format!("{}: {r}", s.owner)))
+            .collect()
+    }
+
+    /// Each source's section (its title, files, queue and total); with several sources, a
+    /// line over all of them.
+    pub fn to_table(&self) -> String {
+        let mut out = String::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            let _ = writeln!(out, "{}", s.title());
+            out += &s.to_table();
+            for r in &s.inexact {
+                let _ = writeln!(out, "not exact: {r}");
+            }
+        }
+        if self.sources.len() > 1 {
+            let line = total_line(
+                self.files().count(),
+                self.waiting().count(),
+                self.pending_bytes(),
+                self.is_drained(),
+                false,
+            );
+            let _ = writeln!(
+                out,
+                "\n{}",
+                line.replacen("total:", &format!("all {} sources:", self.sources.len()), 1)
+            );
+        }
+        out
+    }
+}
+
+/// `backlog --json`: the first source's `format`, every file, the total pending bytes, the
+/// verdict, and each source in full.
+impl Serialize for Backlog {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(6))?;
+        m.serialize_entry("format", &self.sources.first().map(|s| s.format))?;
+        m.serialize_entry("files", &self.files().collect::<Vec<_>>())?;
+        m.serialize_entry("pending_bytes", &self.pending_bytes())?;
+        m.serialize_entry("lost_bytes", &self.lost_bytes())?;
+        m.serialize_entry("drained", &self.is_drained())?;
+        m.serialize_entry("sources", &self.sources)?;
+        m.end()
+    }
+}
+
+pub fn plural(n: usize, word: &str) -> String {
     if n == 1 {
         format!("1 {word}")
     } else {
@@ -213,20 +457,22 @@ struct Found {
     size: u64,
 }
 
-/// Computes the backlog of the registry as it was last refreshed.
-pub fn compute(registry: &Registry, procs: &ProcScan) -> Backlog {
+/// Computes the backlog of a filebeat registry as it was last refreshed.
+pub fn compute(registry: &Registry, procs: &ProcScan) -> SourceBacklog {
     let mut seen = Seen::default();
     let mut files = Vec::new();
     for e in registry.entries() {
         files.push(assess(e, procs, &mut seen));
     }
-    let pending_bytes = files.iter().map(|f| f.pending).sum();
-    Backlog {
-        format: registry.format().name(),
+    let mut b = SourceBacklog::of_files(
+        "filebeat",
+        "filebeat",
+        registry.location().path.clone(),
+        registry.format().name(),
         files,
-        pending_bytes,
-        incomplete: registry.incomplete(),
-    }
+    );
+    b.incomplete = registry.incomplete();
+    b
 }
 
 /// What one backlog computation has already looked at: filebeat's open files and the
@@ -238,37 +484,53 @@ struct Seen {
     dirs: std::collections::HashMap<PathBuf, Vec<(String, PathBuf, fs::Metadata)>>,
 }
 
-fn assess(e: &Entry, procs: &ProcScan, seen: &mut Seen) -> FileBacklog {
-    let mut fb = FileBacklog {
-        source: e.source.clone(),
-        inode: e.inode,
-        device: e.device,
-        offset: e.offset,
-        size: None,
-        pending: 0,
-        state: State::Gone,
-        found_at: None,
-    };
-    if e.ttl == -2 {
-        fb.state = State::Unmanaged;
-        if let Some(f) = find(e, procs, seen) {
-            fb.size = Some(f.size);
+impl FileBacklog {
+    /// A tracked file whose delivered (or acknowledged) offset is `offset`, found at `found`
+    /// with its size now (`None`: gone). Shipped at offset == size, pending below, truncated
+    /// above (the shipper reads it again from 0).
+    pub fn measure(
+        source: Option<PathBuf>,
+        inode: Option<u64>,
+        device: Option<u64>,
+        offset: u64,
+        found: Option<(PathBuf, u64)>,
+    ) -> Self {
+        let mut fb = FileBacklog {
+            source,
+            inode,
+            device,
+            offset,
+            size: None,
+            pending: 0,
+            state: State::Gone,
+            found_at: None,
+        };
+        let Some((path, size)) = found else {
+            return fb;
+        };
+        if fb.source.as_deref() != Some(path.as_path()) {
+            fb.found_at = Some(path);
         }
+        fb.size = Some(size);
+        (fb.state, fb.pending) = match offset.cmp(&size) {
+            std::cmp::Ordering::Equal => (State::Shipped, 0),
+            std::cmp::Ordering::Less => (State::Pending, size - offset),
+            std::cmp::Ordering::Greater => (State::Truncated, size),
+        };
+        fb
+    }
+}
+
+fn assess(e: &Entry, procs: &ProcScan, seen: &mut Seen) -> FileBacklog {
+    let found = find(e, procs, seen).map(|f| (f.path, f.size));
+    if e.ttl == -2 {
+        let size = found.map(|(_, size)| size);
+        let mut fb = FileBacklog::measure(e.source.clone(), e.inode, e.device, e.offset, None);
+        fb.state = State::Unmanaged;
+        fb.size = size;
         return fb;
     }
-    let Some(found) = find(e, procs, seen) else {
-        return fb;
-    };
-    if e.source.as_deref() != Some(found.path.as_path()) {
-        fb.found_at = Some(found.path);
-    }
-    fb.size = Some(found.size);
-    (fb.state, fb.pending) = match e.offset.cmp(&found.size) {
-        std::cmp::Ordering::Equal => (State::Shipped, 0),
-        std::cmp::Ordering::Less => (State::Pending, found.size - e.offset),
-        std::cmp::Ordering::Greater => (State::Truncated, found.size),
-    };
-    fb
+    FileBacklog::measure(e.source.clone(), e.inode, e.device, e.offset, found)
 }
 
 /// Does this file carry the entry's identity?
@@ -367,16 +629,18 @@ pub fn fingerprint(path: &Path) -> Option<String> {
     Some(s)
 }
 
-struct OpenFile {
+/// A regular file a shipper process holds open.
+pub struct OpenFile {
     /// `/proc/<pid>/fd/<n>`: opening it reaches the file even when it was deleted.
-    fd_path: PathBuf,
+    pub fd_path: PathBuf,
     /// What the link points to (for display; `… (deleted)` for a deleted file).
-    target: PathBuf,
-    meta: fs::Metadata,
+    pub target: PathBuf,
+    pub meta: fs::Metadata,
 }
 
-/// The regular files the shipper processes hold open.
-fn open_files(procs: &ProcScan) -> Vec<OpenFile> {
+/// The regular files the shipper processes hold open: where a file rotated away or deleted,
+/// but still being read, is found.
+pub fn open_files(procs: &ProcScan) -> Vec<OpenFile> {
     let mut out = Vec::new();
     let Ok(rd) = fs::read_dir(&procs.proc_root) else {
         return out;

@@ -2,6 +2,7 @@
 //! flags, in rising precedence (flags win). Unknown keys in the file are an error.
 
 use crate::duration;
+use crate::shipper::{Kind, Spec};
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use std::fmt;
@@ -58,9 +59,8 @@ pub struct AgentArgs {
     #[arg(long, env = "DRAINHOOK_DEAD_LETTER_QUEUE_URL")]
     pub dead_letter_queue_url: Option<String>,
 
-    /// filebeat's data dir or registry path [default: /var/lib/filebeat].
-    #[arg(long, env = "DRAINHOOK_REGISTRY")]
-    pub registry: Option<PathBuf>,
+    #[command(flatten)]
+    pub shippers: ShipperArgs,
 
     /// This instance's id [default: from IMDSv2].
     #[arg(long, env = "DRAINHOOK_INSTANCE_ID")]
@@ -108,14 +108,134 @@ pub struct AgentArgs {
     #[arg(long, env = "DRAINHOOK_IDLE_PAUSE", value_parser = duration::arg)]
     pub idle_pause: Option<Duration>,
 
-    /// Name of the filebeat process, whose open files are searched [default: filebeat].
-    #[arg(long, env = "DRAINHOOK_FILEBEAT_PROCESS")]
-    pub filebeat_process: Option<String>,
-
     /// Marker left after a completed drain, so the shutdown fallback returns at once
     /// [default: /run/drainhook/drained].
     #[arg(long, env = "DRAINHOOK_DRAINED_MARKER")]
     pub drained_marker: Option<PathBuf>,
+
+    /// Where the drain report (one JSON line per hold) is appended; the log shipper ships
+    /// it like any log [default: /var/log/drainhook/drain.log].
+    #[arg(long, env = "DRAINHOOK_REPORT_FILE")]
+    pub report_file: Option<PathBuf>,
+}
+
+/// Which log shippers to drain, and where they are: the same flags for `agent`, `drain`,
+/// `backlog` and `check`. Without any, every shipper found on the instance is drained.
+#[derive(Debug, Args, Default, Clone)]
+pub struct ShipperArgs {
+    /// Drain only these shippers (repeatable or comma-separated) [default: every one found].
+    #[arg(
+        long = "shipper",
+        value_enum,
+        value_delimiter = ',',
+        env = "DRAINHOOK_SHIPPER"
+    )]
+    pub shipper: Vec<Kind>,
+
+    /// A filebeat registry: filebeat's data dir, its `registry` file or dir, or
+    /// `registry/filebeat`. Repeatable. Given, these replace filebeat's discovery (its config,
+    /// its running process, Elastic Agent's components) [default: discovered].
+    #[arg(long, env = "DRAINHOOK_REGISTRY", value_delimiter = ',')]
+    pub registry: Vec<PathBuf>,
+
+    /// filebeat's config, read for path.data, filebeat.registry.path and queue.*; it is fine
+    /// if it does not exist [default: /etc/filebeat/filebeat.yml].
+    #[arg(long, env = "DRAINHOOK_FILEBEAT_CONFIG")]
+    pub filebeat_config: Option<PathBuf>,
+
+    /// Elastic Agent's install directory, whose running agent's components are drained
+    /// [default: /opt/Elastic/Agent].
+    #[arg(long, env = "DRAINHOOK_ELASTIC_AGENT_DIR")]
+    pub elastic_agent_dir: Option<PathBuf>,
+
+    /// Name of the filebeat process, whose open files are searched for files rotated away
+    /// [default: filebeat].
+    #[arg(long, env = "DRAINHOOK_FILEBEAT_PROCESS")]
+    pub filebeat_process: Option<String>,
+
+    /// The CloudWatch agent's install directory (its config under etc/, its state under
+    /// logs/state) [default: /opt/aws/amazon-cloudwatch-agent].
+    #[arg(long, env = "DRAINHOOK_CLOUDWATCH_AGENT_DIR")]
+    pub cloudwatch_agent_dir: Option<PathBuf>,
+
+    /// Fluent Bit's config file, classic or YAML [default: /etc/fluent-bit/fluent-bit.conf,
+    /// else fluent-bit.yaml beside it].
+    #[arg(long, env = "DRAINHOOK_FLUENT_BIT_CONFIG")]
+    pub fluent_bit_config: Option<PathBuf>,
+
+    /// Vector's config file, YAML or TOML [default: /etc/vector/vector.yaml, else
+    /// vector.toml beside it].
+    #[arg(long, env = "DRAINHOOK_VECTOR_CONFIG")]
+    pub vector_config: Option<PathBuf>,
+
+    /// Prefixed to every default location (tests only).
+    #[arg(long, env = "DRAINHOOK_TEST_ROOT", hide = true)]
+    pub test_root: Option<PathBuf>,
+}
+
+impl ShipperArgs {
+    /// The flags over the config file's keys over the defaults.
+    pub fn spec(self, file: &FileConfig) -> Spec {
+        let d = Spec::default();
+        Spec {
+            only: if self.shipper.is_empty() {
+                file.shipper.clone().unwrap_or_default()
+            } else {
+                self.shipper
+            },
+            registries: if self.registry.is_empty() {
+                file.registry
+                    .clone()
+                    .map(PathList::into_vec)
+                    .unwrap_or_default()
+            } else {
+                self.registry
+            },
+            filebeat_config: self
+                .filebeat_config
+                .or_else(|| file.filebeat_config.clone())
+                .unwrap_or(d.filebeat_config),
+            elastic_agent_dir: self
+                .elastic_agent_dir
+                .or_else(|| file.elastic_agent_dir.clone())
+                .unwrap_or(d.elastic_agent_dir),
+            filebeat_process: self
+                .filebeat_process
+                .or_else(|| file.filebeat_process.clone())
+                .unwrap_or(d.filebeat_process),
+            cloudwatch_agent_dir: self
+                .cloudwatch_agent_dir
+                .or_else(|| file.cloudwatch_agent_dir.clone())
+                .unwrap_or(d.cloudwatch_agent_dir),
+            fluent_bit_config: self
+                .fluent_bit_config
+                .or_else(|| file.fluent_bit_config.clone())
+                .unwrap_or(d.fluent_bit_config),
+            vector_config: self
+                .vector_config
+                .or_else(|| file.vector_config.clone())
+                .unwrap_or(d.vector_config),
+            root: self.test_root.unwrap_or(d.root),
+            proc_root: d.proc_root,
+        }
+    }
+}
+
+/// One path or a list of them, in the config file.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum PathList {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
+}
+
+impl PathList {
+    pub fn into_vec(self) -> Vec<PathBuf> {
+        match self {
+            PathList::One(p) => vec![p],
+            PathList::Many(v) => v,
+        }
+    }
 }
 
 /// The config file. Every key is optional; unknown keys are rejected.
@@ -130,8 +250,20 @@ pub struct FileConfig {
     pub hook_name: Option<String>,
     /// Queue for malformed or unknown messages.
     pub dead_letter_queue_url: Option<String>,
-    /// filebeat's data dir or registry path.
-    pub registry: Option<PathBuf>,
+    /// The shippers to drain (default: every one found).
+    pub shipper: Option<Vec<Kind>>,
+    /// filebeat registries (data dirs or registry paths): one, or a list.
+    pub registry: Option<PathList>,
+    /// filebeat's config file.
+    pub filebeat_config: Option<PathBuf>,
+    /// Elastic Agent's install directory.
+    pub elastic_agent_dir: Option<PathBuf>,
+    /// The CloudWatch agent's install directory.
+    pub cloudwatch_agent_dir: Option<PathBuf>,
+    /// Fluent Bit's config file.
+    pub fluent_bit_config: Option<PathBuf>,
+    /// Vector's config file.
+    pub vector_config: Option<PathBuf>,
     /// This instance's id (normally from IMDS).
     pub instance_id: Option<String>,
     /// AWS region (normally from the SDK's chain).
@@ -158,6 +290,8 @@ pub struct FileConfig {
     pub filebeat_process: Option<String>,
     /// Marker left after a completed drain.
     pub drained_marker: Option<PathBuf>,
+    /// Where the drain report is appended.
+    pub report_file: Option<PathBuf>,
 }
 
 /// The resolved configuration the agent runs with.
@@ -167,7 +301,8 @@ pub struct AgentConfig {
     pub imds_trigger: bool,
     pub hook_name: Option<String>,
     pub dead_letter_queue_url: Option<String>,
-    pub registry: PathBuf,
+    /// The shippers to drain and where they are.
+    pub shippers: Spec,
     pub instance_id: Option<String>,
     pub region: Option<String>,
     pub max_hold: Duration,
@@ -179,8 +314,8 @@ pub struct AgentConfig {
     pub pre_drain_timeout: Duration,
     pub visibility_timeout: Duration,
     pub idle_pause: Duration,
-    pub filebeat_process: String,
     pub drained_marker: PathBuf,
+    pub report_file: PathBuf,
 }
 
 #[derive(Debug)]
@@ -201,7 +336,7 @@ fn file_duration(key: &str, v: Option<String>) -> Result<Option<Duration>, Confi
 
 impl AgentArgs {
     /// Merges flags/env over the config file over the defaults.
-    pub fn resolve(self) -> Result<AgentConfig, ConfigError> {
+    pub fn resolve(mut self) -> Result<AgentConfig, ConfigError> {
         let path = self
             .config
             .clone()
@@ -219,6 +354,7 @@ impl AgentArgs {
                 )))
             }
         };
+        let shippers = std::mem::take(&mut self.shippers).spec(&file);
         let queue_url = self.queue_url.or(file.queue_url).filter(|q| !q.is_empty());
         let imds_trigger = self.imds_trigger.or(file.imds_trigger).unwrap_or(true);
         if queue_url.is_none() && !imds_trigger {
@@ -249,10 +385,7 @@ impl AgentArgs {
             imds_trigger,
             hook_name: self.hook_name.or(file.hook_name),
             dead_letter_queue_url: self.dead_letter_queue_url.or(file.dead_letter_queue_url),
-            registry: self
-                .registry
-                .or(file.registry)
-                .unwrap_or_else(|| PathBuf::from(crate::registry::DEFAULT_DATA_DIR)),
+            shippers,
             instance_id: self.instance_id.or(file.instance_id),
             region: self.region.or(file.region),
             max_hold,
@@ -285,14 +418,14 @@ impl AgentArgs {
                 .idle_pause
                 .or(file_duration("idle_pause", file.idle_pause)?)
                 .unwrap_or(Duration::from_secs(2)),
-            filebeat_process: self
-                .filebeat_process
-                .or(file.filebeat_process)
-                .unwrap_or_else(|| "filebeat".into()),
             drained_marker: self
                 .drained_marker
                 .or(file.drained_marker)
                 .unwrap_or_else(|| PathBuf::from(crate::drain::DEFAULT_DRAINED_MARKER)),
+            report_file: self
+                .report_file
+                .or(file.report_file)
+                .unwrap_or_else(|| PathBuf::from(crate::report::DEFAULT_REPORT_FILE)),
         })
     }
 }

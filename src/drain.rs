@@ -1,16 +1,18 @@
-//! Waiting until filebeat has shipped every byte: the drain engine.
+//! Waiting until every log shipper has delivered every byte: the drain engine.
 //!
-//! The wait wakes on registry writes (inotify on the registry's directory) and on a
+//! The sources come from [`shipper::detect`]; the engine knows nothing of their formats. The
+//! wait wakes on their state's writes (inotify on each source's directories) and on a
 //! short tick that notices log files growing. "Drained" must hold for the settle
 //! period (filebeat's 1 s registry flush plus its 10 s scan interval by default)
 //! before we believe it: a file appended just before the end is seen by filebeat
 //! only at its next scan. Any shipping meanwhile starts the period again, even when
 //! every look showed filebeat caught up (a writer it keeps pace with is still writing).
 
-use crate::backlog::{self, human_bytes, plural, Backlog, ProcScan};
+use crate::backlog::{human_bytes, plural, Backlog};
 use crate::duration;
-use crate::registry::{Registry, RegistryError};
+use crate::shipper::{self, Shipper, ShipperError, Spec};
 use inotify::{Inotify, WatchMask};
+use std::collections::HashSet;
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -27,8 +29,8 @@ pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 /// How a drain is run.
 #[derive(Debug, Clone)]
 pub struct DrainOptions {
-    /// Registry path (data dir, registry file/dir or registry/filebeat dir).
-    pub registry: PathBuf,
+    /// Which shippers to wait for, and where they are.
+    pub spec: Spec,
     /// Give up after this long.
     pub timeout: Duration,
     /// How long "drained" must hold before it is believed.
@@ -38,8 +40,6 @@ pub struct DrainOptions {
     /// How often files are re-measured without a registry write (and the polling
     /// period where inotify is not available).
     pub tick: Duration,
-    /// Where filebeat's open files are looked for.
-    pub procs: ProcScan,
     /// Written by the agent after it drained and completed a termination (see
     /// [`DEFAULT_DRAINED_MARKER`]). When it exists and nothing is pending at the start, the
     /// drain returns at once instead of waiting for the settle period again.
@@ -63,28 +63,41 @@ pub fn write_drained_marker(path: &Path) {
 }
 
 impl DrainOptions {
-    pub fn new(registry: PathBuf) -> Self {
+    pub fn new(spec: Spec) -> Self {
         DrainOptions {
-            registry,
+            spec,
             timeout: DEFAULT_TIMEOUT,
             settle: DEFAULT_SETTLE,
             progress_interval: DEFAULT_PROGRESS_INTERVAL,
             tick: Duration::from_millis(500),
-            procs: ProcScan::default(),
             drained_marker: Some(PathBuf::from(DEFAULT_DRAINED_MARKER)),
         }
     }
 }
 
 /// How a drain ended.
-#[derive(Debug)]
-pub enum Outcome {
-    /// Every tracked file shipped, and that held for the settle period.
-    Drained { backlog: Backlog, waited: Duration },
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Everything delivered, and that held for the settle period.
+    Drained,
     /// The timeout passed first.
-    TimedOut { backlog: Backlog },
+    TimedOut,
     /// The caller asked to stop (SIGTERM, SIGINT, the agent's shutdown).
-    Interrupted { backlog: Backlog },
+    Interrupted,
+}
+
+/// What a drain found: how it ended, and the backlog at its first and last look (the drain
+/// report tells from them what was delivered meanwhile).
+#[derive(Debug)]
+pub struct Outcome {
+    pub ended: Ended,
+    pub first: Backlog,
+    pub backlog: Backlog,
+    /// From the start of the drain to its end.
+    pub waited: Duration,
+    /// Returned at once: nothing pending, and the agent's marker says it already drained
+    /// (and reported) this termination.
+    pub by_marker: bool,
 }
 
 /// A progress report, given to the caller's callback.
@@ -104,13 +117,25 @@ impl Progress<'_> {
     pub fn summary(&self) -> String {
         let b = self.backlog;
         if self.settling {
-            return format!("all {} shipped; settling", plural(b.files.len(), "file"));
+            return format!(
+                "all {} delivered; settling",
+                plural(b.files().count(), "file")
+            );
         }
         let mut s = format!(
             "{} left in {}",
-            human_bytes(b.pending_bytes),
+            human_bytes(b.pending_bytes()),
             plural(b.waiting().count(), "file")
         );
+        let queued: u64 = b
+            .sources
+            .iter()
+            .filter_map(|s| s.queue.as_ref())
+            .map(|q| q.bytes)
+            .sum();
+        if queued > 0 {
+            s += &format!(" ({} of it in queues)", human_bytes(queued));
+        }
         if let Some(r) = self.rate {
             s += &format!(", shipping {}/s", human_bytes(r as u64));
         }
@@ -123,52 +148,78 @@ impl Progress<'_> {
     }
 }
 
-/// Waits for the registry to show every tracked file shipped (see [`Outcome`]).
+/// Looks at every source once: the backlog of all of them, or the first error.
+pub async fn look_all(sources: &mut [Box<dyn Shipper>]) -> Result<Backlog, ShipperError> {
+    let mut b = Backlog::default();
+    for s in sources.iter_mut() {
+        b.sources.push(s.look().await?);
+    }
+    Ok(b)
+}
+
+/// Waits for every source to show everything delivered (see [`Outcome`]).
 ///
-/// `stop` ends the wait early; `progress` is called at `progress_interval`.
+/// `stop` ends the wait early; `progress` is called at `progress_interval`. A source that
+/// cannot be read at the start is an error; later, a read that fails is retried and never
+/// counts as drained.
 pub async fn drain<S, P>(
     opts: &DrainOptions,
     stop: S,
     mut progress: P,
-) -> Result<Outcome, RegistryError>
+) -> Result<Outcome, ShipperError>
 where
     S: Future<Output = ()>,
     P: FnMut(&Progress<'_>),
 {
     let started = Instant::now();
     let deadline = started + opts.timeout;
-    let mut registry = Registry::open(&opts.registry)?;
-    let watch_dir = registry.location().watch_dir();
-    let mut watch = match Watch::new(&watch_dir) {
+    let detected = shipper::detect(&opts.spec)?;
+    for n in &detected.notes {
+        tracing::info!("{n}");
+    }
+    let mut sources = detected.sources;
+    for s in sources.iter_mut() {
+        s.begin();
+    }
+    let mut backlog = look_all(&mut sources).await?;
+    let mut watch = match Watch::new() {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!(
-                dir = %watch_dir.display(),
-                "inotify unavailable ({e}); polling the registry every {}",
+                "inotify unavailable ({e}); polling every {}",
                 duration::format(opts.tick)
             );
             None
         }
     };
-    if let Some(w) = registry.warning() {
-        tracing::warn!("{w}");
+    watch_sources(&mut watch, &sources);
+    let first = backlog.clone();
+    let inexact = backlog.inexact();
+    if !inexact.is_empty() {
+        tracing::warn!(
+            "\"drained\" cannot be exact here ({}): waiting for every file to be read to its end and {} of quiet instead",
+            inexact.join("; "),
+            duration::format(opts.settle)
+        );
     }
-    let mut backlog = backlog::compute(&registry, &opts.procs);
     if let Some(marker) = opts.drained_marker.as_deref().filter(|m| m.exists()) {
         if backlog.is_drained() {
             tracing::info!(
                 "nothing pending and the agent already drained for this termination ({}): done",
                 marker.display()
             );
-            return Ok(Outcome::Drained {
+            return Ok(Outcome {
+                ended: Ended::Drained,
+                first,
                 backlog,
                 waited: started.elapsed(),
+                by_marker: true,
             });
         }
     }
     let mut drained_since = backlog.is_drained().then(Instant::now);
     let mut shipped = activity(&backlog);
-    let mut last_report = (Instant::now(), backlog.acked_bytes());
+    let mut last_report = (Instant::now(), backlog.progress());
     let mut next_report = Instant::now() + opts.progress_interval;
     let mut last_error: Option<String> = None;
     tokio::pin!(stop);
@@ -177,23 +228,32 @@ where
         let now = Instant::now();
         if let Some(since) = drained_since {
             if now >= since + opts.settle {
-                return Ok(Outcome::Drained {
+                return Ok(Outcome {
+                    ended: Ended::Drained,
+                    first,
                     backlog,
                     waited: now - started,
+                    by_marker: false,
                 });
             }
         }
         if now >= deadline {
-            return Ok(Outcome::TimedOut { backlog });
+            return Ok(Outcome {
+                ended: Ended::TimedOut,
+                first,
+                backlog,
+                waited: now - started,
+                by_marker: false,
+            });
         }
         if now >= next_report {
             let (t0, acked0) = last_report;
             let dt = (now - t0).as_secs_f64();
-            let acked = backlog.acked_bytes();
+            let acked = backlog.progress();
             let rate = (dt > 0.0).then(|| acked.saturating_sub(acked0) as f64 / dt);
             let eta = rate
                 .filter(|r| *r > 0.0)
-                .map(|r| Duration::from_secs_f64(backlog.pending_bytes as f64 / r));
+                .map(|r| Duration::from_secs_f64(backlog.pending_bytes() as f64 / r));
             progress(&Progress {
                 backlog: &backlog,
                 rate,
@@ -208,7 +268,13 @@ where
             wake = wake.min(since + opts.settle);
         }
         tokio::select! {
-            _ = &mut stop => return Ok(Outcome::Interrupted { backlog }),
+            _ = &mut stop => return Ok(Outcome {
+                ended: Ended::Interrupted,
+                first,
+                backlog,
+                waited: started.elapsed(),
+                by_marker: false,
+            }),
             r = changed(&mut watch) => {
                 if let Err(e) = r {
                     tracing::warn!("inotify failed ({e}); polling the registry from now on");
@@ -217,12 +283,13 @@ where
             }
             _ = tokio::time::sleep_until(wake) => {}
         }
-        match registry.refresh() {
-            Ok(()) => {
+        match look_all(&mut sources).await {
+            Ok(b) => {
                 if last_error.take().is_some() {
-                    tracing::info!("registry readable again");
+                    tracing::info!("every shipper's state is readable again");
                 }
-                backlog = backlog::compute(&registry, &opts.procs);
+                backlog = b;
+                watch_sources(&mut watch, &sources);
                 let now_shipped = activity(&backlog);
                 if !backlog.is_drained() {
                     drained_since = None;
@@ -241,7 +308,7 @@ where
                 drained_since = None;
                 let msg = e.to_string();
                 if last_error.as_deref() != Some(msg.as_str()) {
-                    tracing::warn!("cannot read the registry, will retry: {msg}");
+                    tracing::warn!("cannot read a shipper's state, will retry: {msg}");
                 }
                 last_error = Some(msg);
             }
@@ -249,9 +316,20 @@ where
     }
 }
 
-/// What changes when filebeat ships: the acked bytes, and the files it tracks.
+/// What changes when a shipper delivers: its progress, and the files it tracks.
 fn activity(backlog: &Backlog) -> (u64, usize) {
-    (backlog.acked_bytes(), backlog.files.len())
+    (backlog.progress(), backlog.files().count())
+}
+
+/// Adds a watch for every directory the sources name now (a queue or a registry may appear
+/// after the drain began).
+fn watch_sources(watch: &mut Option<Watch>, sources: &[Box<dyn Shipper>]) {
+    let Some(w) = watch else { return };
+    for dir in sources.iter().flat_map(|s| s.watch_dirs()) {
+        if let Err(e) = w.add(&dir) {
+            tracing::debug!(dir = %dir.display(), "cannot watch: {e}; the tick notices changes there");
+        }
+    }
 }
 
 async fn changed(watch: &mut Option<Watch>) -> io::Result<()> {
@@ -261,23 +339,16 @@ async fn changed(watch: &mut Option<Watch>) -> io::Result<()> {
     }
 }
 
-/// inotify on one directory, readable from tokio.
+/// inotify on the sources' directories, readable from tokio.
 struct Watch {
     fd: AsyncFd<Inotify>,
     buf: Vec<u8>,
+    dirs: HashSet<PathBuf>,
 }
 
 impl Watch {
-    fn new(dir: &Path) -> io::Result<Watch> {
+    fn new() -> io::Result<Watch> {
         let inotify = Inotify::init()?;
-        inotify.watches().add(
-            dir,
-            WatchMask::MODIFY
-                | WatchMask::CLOSE_WRITE
-                | WatchMask::MOVED_TO
-                | WatchMask::CREATE
-                | WatchMask::DELETE,
-        )?;
         // SAFETY: `Inotify` owns its descriptor until it is dropped, which happens only
         // with the AsyncFd, and `as_raw_fd` always returns that same descriptor.
         let fd = unsafe { AsyncFd::register_with_interest(inotify, Interest::READABLE) }
@@ -285,12 +356,30 @@ impl Watch {
         Ok(Watch {
             fd,
             buf: vec![0; 4096],
+            dirs: HashSet::new(),
         })
+    }
+
+    /// Watches `dir` too (once).
+    fn add(&mut self, dir: &Path) -> io::Result<()> {
+        if self.dirs.contains(dir) {
+            return Ok(());
+        }
+        self.fd.get_ref().watches().add(
+            dir,
+            WatchMask::MODIFY
+                | WatchMask::CLOSE_WRITE
+                | WatchMask::MOVED_TO
+                | WatchMask::CREATE
+                | WatchMask::DELETE,
+        )?;
+        self.dirs.insert(dir.to_path_buf());
+        Ok(())
     }
 
     /// Returns when something changed in the directory (events are consumed, not inspected).
     async fn changed(&mut self) -> io::Result<()> {
-        let Watch { fd, buf } = self;
+        let Watch { fd, buf, .. } = self;
         loop {
             let mut guard = fd.readable_mut().await?;
             match guard.get_inner_mut().read_events(buf) {

@@ -8,7 +8,9 @@
 
 pub mod agent;
 pub mod backlog;
+pub mod check;
 pub mod config;
+pub mod diskqueue;
 pub mod drain;
 pub mod duration;
 pub mod exit;
@@ -17,5 +19,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod message;
 pub mod registry;
+pub mod report;
 pub mod sdnotify;
+pub mod shipper;
 pub mod utc;

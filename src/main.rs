@@ -1,31 +1,42 @@
-//! The `drainhook` command: `agent`, `drain` and `backlog`.
+//! The `drainhook` command: `agent`, `drain`, `backlog` and `check`.
 
 use clap::{Args, Parser, Subcommand};
-use drainhook::backlog::{self, human_bytes, ProcScan};
-use drainhook::drain::{self, DrainOptions, Outcome};
+use drainhook::backlog::{human_bytes, Backlog};
+use drainhook::config::{FileConfig, ShipperArgs};
+use drainhook::drain::{self, DrainOptions, Ended};
 use drainhook::logging::{self, LogFormat};
-use drainhook::registry::{Registry, DEFAULT_DATA_DIR};
-use drainhook::{duration, exit};
+use drainhook::report::{self, Drained, Ending, Report};
+use drainhook::shipper::{self, Spec};
+use drainhook::{check, duration, exit};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  drained (every tracked file shipped, and it held for --settle)
-  1  error (registry unreadable, bad arguments or configuration)
+  0  drained (everything delivered, and it held for --settle)
+  1  error (a shipper's state unreadable, no shipper found, bad arguments or configuration)
   2  timed out with bytes still pending
-  3  interrupted by SIGTERM or SIGINT before the drain finished";
+  3  interrupted by SIGTERM or SIGINT before the drain finished
+  4  nothing left to wait for, but a shipper dropped data during the drain (the log and the
+     report say how much)";
+
+const CHECK_EXIT_CODES: &str = "\
+Exit codes:
+  0  an exact drain is possible: every shipper's state proves delivery
+  1  error: no shipper found, or a state or config that cannot be read
+  2  shippers found, but \"drained\" cannot be exact for at least one (the output says why)";
 
 #[derive(Parser)]
 #[command(
     name = "drainhook",
     version,
-    about = "Hold a terminating EC2 Auto Scaling instance until filebeat has shipped every log line",
+    about = "Hold a terminating EC2 Auto Scaling instance until its log shippers have delivered every log line",
     long_about = "drainhook keeps an instance that Auto Scaling is terminating in \
-Terminating:Wait until filebeat has acknowledged every byte of every log file it tracks, \
-then completes the lifecycle action. `agent` is the daemon; `drain` and `backlog` work on \
-filebeat's registry alone."
+Terminating:Wait until its log shipper has delivered every byte of every log file it tracks \
+(judged from the shipper's own state: filebeat's registry and disk queue, Elastic Agent's \
+registries), then completes the lifecycle action. `agent` is the daemon; `drain`, `backlog` \
+and `check` work on the shippers' state alone."
 )]
 struct Cli {
     /// Log format: `text` for journalctl, `json` for log pipelines.
@@ -48,46 +59,29 @@ enum Command {
     /// given), hold it, drain, complete.
     #[command(after_long_help = drainhook::agent::AGENT_HELP)]
     Agent(Box<drainhook::config::AgentArgs>),
-    /// Wait until filebeat has shipped every tracked file to its end.
+    /// Wait until every log shipper has delivered every tracked file to its end.
     #[command(after_help = EXIT_CODES)]
     Drain(DrainArgs),
-    /// Show what filebeat still has to ship, file by file.
-    #[command(after_help = "Exit codes: 0 the registry was read (drained or not), 1 error.")]
+    /// Show what the log shippers still have to deliver, file by file, and their queues.
+    #[command(after_help = "Exit codes: 0 the state was read (drained or not), 1 error.")]
     Backlog(BacklogArgs),
-}
-
-#[derive(Args)]
-struct RegistryArgs {
-    /// filebeat's data dir, its `registry` file or dir, or `registry/filebeat`.
-    #[arg(long, env = "DRAINHOOK_REGISTRY", default_value = DEFAULT_DATA_DIR)]
-    registry: PathBuf,
-
-    /// Name of the shipper process whose open files are searched for rotated-away files.
-    #[arg(long, env = "DRAINHOOK_FILEBEAT_PROCESS", default_value = "filebeat")]
-    filebeat_process: String,
-}
-
-impl RegistryArgs {
-    fn procs(&self) -> ProcScan {
-        ProcScan {
-            process_name: self.filebeat_process.clone(),
-            ..ProcScan::default()
-        }
-    }
+    /// Say what a drain would watch, and whether "drained" can be exact here.
+    #[command(after_help = CHECK_EXIT_CODES)]
+    Check(CheckArgs),
 }
 
 #[derive(Args)]
 struct DrainArgs {
     #[command(flatten)]
-    registry: RegistryArgs,
+    shippers: ShipperArgs,
 
     /// Give up after this long (exit 2), e.g. `90s`, `30m`, `1h`.
     #[arg(long, env = "DRAINHOOK_DRAIN_TIMEOUT", default_value = "30m", value_parser = duration::arg)]
     timeout: Duration,
 
-    /// How long everything must stay shipped, with nothing more shipped, before the drain
-    /// ends (any ack starts it again): filebeat's 1 s registry flush plus its 10 s scan
-    /// interval, so a file appended at the last moment is not missed.
+    /// How long everything must stay delivered, with nothing more delivered, before the
+    /// drain ends (any progress starts it again): filebeat's 1 s registry flush plus its
+    /// 10 s scan interval, so a file appended at the last moment is not missed.
     #[arg(long, env = "DRAINHOOK_SETTLE", default_value = "11s", value_parser = duration::arg)]
     settle: Duration,
 
@@ -99,17 +93,34 @@ struct DrainArgs {
     /// at once (the agent drained for this shutdown already).
     #[arg(long, env = "DRAINHOOK_DRAINED_MARKER", default_value = drain::DEFAULT_DRAINED_MARKER)]
     drained_marker: PathBuf,
+
+    /// Append a drain report line (outcome `shutdown`) to --report-file when the drain ends,
+    /// and wait (within --timeout) until a shipper has delivered it. The shutdown fallback
+    /// does this.
+    #[arg(long)]
+    report: bool,
+
+    /// Where --report appends.
+    #[arg(long, env = "DRAINHOOK_REPORT_FILE", default_value = report::DEFAULT_REPORT_FILE)]
+    report_file: PathBuf,
 }
 
 #[derive(Args)]
 struct BacklogArgs {
     #[command(flatten)]
-    registry: RegistryArgs,
+    shippers: ShipperArgs,
 
     /// Print one JSON object: {"format", "files": [{"source", "inode", "device", "offset",
-    /// "size", "pending", "state"}], "pending_bytes"}.
+    /// "size", "pending", "state"}], "pending_bytes", "lost_bytes", "drained", "sources":
+    /// [{"shipper", "owner", "state", "format", "files", "pending_bytes", "queue", ...}]}.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    shippers: ShipperArgs,
 }
 
 fn main() -> ExitCode {
@@ -131,14 +142,18 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
+/// The shippers the command line names (the config file is the agent's alone).
+fn spec(args: ShipperArgs) -> Spec {
+    args.spec(&FileConfig::default())
+}
+
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Backlog(args) => {
-            let reg = Registry::open(&args.registry.registry).map_err(|e| e.to_string())?;
-            if let Some(w) = reg.warning() {
-                tracing::warn!("{w}");
-            }
-            let b = backlog::compute(&reg, &args.registry.procs());
+            let spec = spec(args.shippers);
+            let b = runtime()?
+                .block_on(backlog_now(&spec))
+                .map_err(|e| e.to_string())?;
             if args.json {
                 println!("{}", serde_json::to_string(&b).map_err(|e| e.to_string())?);
             } else {
@@ -146,16 +161,24 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Check(args) => {
+            let spec = spec(args.shippers);
+            runtime()?.block_on(async {
+                let verdict = check::check(&spec).await;
+                print!("{}", verdict.to_text());
+                Ok(ExitCode::from(verdict.exit_code()))
+            })
+        }
         Command::Drain(args) => {
+            let report = args.report.then_some(args.report_file);
             let opts = DrainOptions {
                 timeout: args.timeout,
                 settle: args.settle,
                 progress_interval: args.progress_interval,
-                procs: args.registry.procs(),
                 drained_marker: Some(args.drained_marker),
-                ..DrainOptions::new(args.registry.registry)
+                ..DrainOptions::new(spec(args.shippers))
             };
-            runtime()?.block_on(run_drain(opts))
+            runtime()?.block_on(run_drain(opts, report))
         }
         Command::Agent(args) => {
             let cfg = args.resolve().map_err(|e| e.to_string())?;
@@ -164,54 +187,93 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     }
 }
 
-async fn run_drain(opts: DrainOptions) -> Result<ExitCode, String> {
+async fn backlog_now(spec: &Spec) -> Result<Backlog, shipper::ShipperError> {
+    let d = shipper::detect(spec)?;
+    for n in &d.notes {
+        tracing::info!("{n}");
+    }
+    let mut sources = d.sources;
+    drain::look_all(&mut sources).await
+}
+
+async fn run_drain(opts: DrainOptions, report_to: Option<PathBuf>) -> Result<ExitCode, String> {
     tracing::info!(
-        registry = %opts.registry.display(),
-        "waiting for filebeat to ship everything (timeout {}, settle {})",
+        "waiting for every log shipper to deliver everything (timeout {}, settle {})",
         duration::format(opts.timeout),
         duration::format(opts.settle)
     );
-    let (signal_tx, signal_rx) = tokio::sync::oneshot::channel::<&'static str>();
+    let started_at = SystemTime::now();
+    let deadline = tokio::time::Instant::now() + opts.timeout;
+    let (signal_tx, signal_rx) = tokio::sync::watch::channel::<Option<&'static str>>(None);
     tokio::spawn(async move {
-        let _ = signal_tx.send(exit::wait_for_signal().await);
+        let _ = signal_tx.send(Some(exit::wait_for_signal().await));
     });
-    let mut signal_name = None;
-    let stop = async {
-        if let Ok(name) = signal_rx.await {
-            signal_name = Some(name);
-        } else {
-            std::future::pending::<()>().await;
+    let stopped = || {
+        let mut rx = signal_rx.clone();
+        async move {
+            let _ = rx.wait_for(Option::is_some).await;
         }
     };
-    let outcome = drain::drain(&opts, stop, |p| tracing::info!("{}", p.summary()))
+    let outcome = drain::drain(&opts, stopped(), |p| tracing::info!("{}", p.summary()))
         .await
         .map_err(|e| e.to_string())?;
-    Ok(match outcome {
-        Outcome::Drained { backlog, waited } => {
-            tracing::info!(
-                "drained: {} files shipped to their end after {}",
-                backlog.files.len(),
-                duration::format(waited)
+    let backlog = &outcome.backlog;
+    let code = match outcome.ended {
+        Ended::Drained if backlog.lost_bytes() > 0 => {
+            tracing::error!(
+                "nothing left to wait for after {}, but {} LOST: dropped by the shipper during the drain ({})",
+                duration::format(outcome.waited),
+                human_bytes(backlog.lost_bytes()),
+                exit::describe_lost(backlog)
             );
-            ExitCode::SUCCESS
+            exit::LOST
         }
-        Outcome::TimedOut { backlog } => {
+        Ended::Drained => {
+            tracing::info!(
+                "drained: {} delivered to their end after {}",
+                drainhook::backlog::plural(backlog.files().count(), "file"),
+                duration::format(outcome.waited)
+            );
+            0
+        }
+        Ended::TimedOut => {
             tracing::error!(
                 "timed out after {}: {} still pending: {}",
                 duration::format(opts.timeout),
-                human_bytes(backlog.pending_bytes),
-                exit::describe_waiting(&backlog)
+                human_bytes(backlog.pending_bytes()),
+                exit::describe_waiting(backlog)
             );
-            ExitCode::from(exit::TIMEOUT)
+            exit::TIMEOUT
         }
-        Outcome::Interrupted { backlog } => {
+        Ended::Interrupted => {
             tracing::warn!(
                 "interrupted by {}: {} still pending: {}",
-                signal_name.unwrap_or("a signal"),
-                human_bytes(backlog.pending_bytes),
-                exit::describe_waiting(&backlog)
+                (*signal_rx.borrow()).unwrap_or("a signal"),
+                human_bytes(backlog.pending_bytes()),
+                exit::describe_waiting(backlog)
             );
-            ExitCode::from(exit::INTERRUPTED)
+            exit::INTERRUPTED
         }
-    })
+    };
+    if let (Some(path), false) = (report_to, outcome.by_marker) {
+        let r = Report::new(
+            Ending::Shutdown,
+            "shutdown",
+            started_at,
+            SystemTime::now(),
+            Drained {
+                first: Some(&outcome.first),
+                last: Some(backlog),
+            },
+        );
+        match report::append(&path, &r) {
+            Err(e) => tracing::warn!("cannot write the drain report {}: {e}", path.display()),
+            Ok(()) if outcome.ended == Ended::Interrupted => {}
+            Ok(()) => {
+                let d = report::wait_delivered(&opts.spec, &path, deadline, stopped()).await;
+                report::log_delivery(&path, &d);
+            }
+        }
+    }
+    Ok(ExitCode::from(code))
 }

@@ -263,15 +263,19 @@ fn backlog_table_reads_well() {
     let s = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = s.lines().collect();
     assert!(
-        lines[0].starts_with("PATH") && lines[0].contains("PENDING"),
+        lines[0].starts_with("filebeat: ") && lines[0].ends_with("/registry (array)"),
+        "the source and its format come first: {s}"
+    );
+    assert!(
+        lines[1].starts_with("PATH") && lines[1].contains("PENDING"),
         "{s}"
     );
     assert!(
-        lines[1].contains("a.log") && lines[1].contains(" 7  pending"),
+        lines[2].contains("a.log") && lines[2].contains(" 7  pending"),
         "{s}"
     );
     assert!(
-        lines[2].starts_with("total: 1 files") && lines[2].contains("not drained"),
+        lines[3].starts_with("total: 1 files") && lines[3].contains("not drained"),
         "{s}"
     );
 }

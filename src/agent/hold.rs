@@ -7,8 +7,8 @@
 
 use super::keeper::{self, Messages, Renewer};
 use super::{fmt_d, Ctx, HeldMessage, Source};
-use crate::backlog::{human_bytes, plural, Backlog, ProcScan};
-use crate::drain::{self, DrainOptions, Outcome};
+use crate::backlog::{human_bytes, plural, Backlog};
+use crate::drain::{self, DrainOptions, Ended};
 use crate::exit;
 use crate::lifecycle::{CallError, HookTiming};
 use crate::message::LifecycleAction;
@@ -218,13 +218,9 @@ where
     let opts = DrainOptions {
         timeout: until.saturating_duration_since(Instant::now()),
         settle: ctx.cfg.settle,
-        procs: ProcScan {
-            process_name: ctx.cfg.filebeat_process.clone(),
-            ..ProcScan::default()
-        },
         // The agent itself always waits the settle period out.
         drained_marker: None,
-        ..DrainOptions::new(ctx.cfg.registry.clone())
+        ..DrainOptions::new(ctx.cfg.shippers.clone())
     };
     tracing::info!(
         instance = %instance,
@@ -249,18 +245,16 @@ where
         })
         .await;
         return match outcome {
-            Ok(Outcome::Drained { backlog, waited }) => {
+            Ok(o) if o.ended == Ended::Drained => {
                 tracing::info!(
                     "drained: {} shipped to the end after {}",
-                    plural(backlog.files.len(), "file"),
-                    fmt_d(waited)
+                    plural(o.backlog.files().count(), "file"),
+                    fmt_d(o.waited)
                 );
                 DrainEnd::Drained
             }
-            Ok(Outcome::TimedOut { backlog }) => DrainEnd::TimedOut(pending(&backlog)),
-            Ok(Outcome::Interrupted { backlog }) => {
-                DrainEnd::Stopped(why.unwrap_or(Stop::Shutdown), pending(&backlog))
-            }
+            Ok(o) if o.ended == Ended::TimedOut => DrainEnd::TimedOut(pending(&o.backlog)),
+            Ok(o) => DrainEnd::Stopped(why.unwrap_or(Stop::Shutdown), pending(&o.backlog)),
             Err(e) => {
                 // Filebeat may be starting, or a human may fix it in time.
                 let msg = e.to_string();
@@ -284,12 +278,12 @@ where
 }
 
 fn pending(b: &Backlog) -> String {
-    if b.pending_bytes == 0 {
+    if b.pending_bytes() == 0 {
         return "nothing".into();
     }
     format!(
         "{} ({})",
-        human_bytes(b.pending_bytes),
+        human_bytes(b.pending_bytes()),
         exit::describe_waiting(b)
     )
 }

@@ -205,9 +205,9 @@ pub async fn run(cfg: AgentConfig) -> Result<ExitCode, String> {
         region = %sdk.region().map(|r| r.to_string()).unwrap_or_default(),
         imds_trigger = ctx.cfg.imds_trigger,
         queue = %ctx.cfg.queue_url.as_deref().unwrap_or("none"),
-        registry = %ctx.cfg.registry.display(),
         "drainhook agent started"
     );
+    log_check(&ctx.cfg.shippers).await;
     sdnotify::ready(&ctx.idle_status());
 
     let (events_tx, events) = mpsc::channel(64);
@@ -234,6 +234,24 @@ pub async fn run(cfg: AgentConfig) -> Result<ExitCode, String> {
     }
     tracing::info!("agent stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Logs what a drain would watch and whether it can be exact (what `drainhook check` says),
+/// so the journal tells at start-up, not at the first scale-in.
+async fn log_check(spec: &crate::shipper::Spec) {
+    let v = crate::check::check(spec).await;
+    for n in &v.notes {
+        tracing::info!("{n}");
+    }
+    if let Some(b) = &v.backlog {
+        for s in &b.sources {
+            tracing::info!("will drain {}", s.title());
+        }
+    }
+    match v.exit_code() {
+        0 => tracing::info!("check: {}", v.summary()),
+        _ => tracing::warn!("check: {}", v.summary()),
+    }
 }
 
 /// The hold that is running.

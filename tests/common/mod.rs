@@ -21,6 +21,9 @@ pub fn drainhook() -> Command {
         "DRAINHOOK_DRAINED_MARKER",
         "/nonexistent-drainhook-test/marker",
     );
+    // Nor the machine's own shippers: only what a test names (or puts under a root of its
+    // own) is drained.
+    c.env("DRAINHOOK_TEST_ROOT", "/nonexistent-drainhook-test/root");
     c
 }
 
