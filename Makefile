@@ -101,9 +101,10 @@ eb-bundle: dist
 	cp infra/platform/hooks/postdeploy/50-drainhook.sh dist/eb/.platform/hooks/postdeploy/
 	@echo "dist/eb: copy drainhook/, .ebextensions/ and .platform/ into your application bundle"
 
+SHIPPER ?= filebeat
 demo: venv
 	cargo build --release
-	tests/moto_ext/with_moto.sh $(PY) $(PY) tests/demo.py
+	SHIPPER=$(SHIPPER) tests/moto_ext/with_moto.sh $(PY) $(PY) tests/demo.py
 
 bench:
 	cargo bench --bench registry

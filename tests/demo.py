@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
-"""`make demo`: drainhook holding a terminating instance until its logs are shipped.
+"""`make demo [SHIPPER=filebeat]`: drainhook holding a terminating instance until its logs are delivered.
 
 Runs against the local AWS emulator (AWS_ENDPOINT_URL, set by with_moto.sh): a group of
 three instances with a termination hook notifying an SQS queue, log files written and
-shipped by the filebeat simulator at a visible pace, and the drainhook agent for one
+shipped by a log shipper's simulator at a visible pace, and the drainhook agent for one
 instance, with both triggers: the instance's IMDS (the emulator's stand-in) and the queue.
-Then the group scales in and this script prints what happens, as a timeline.
+Then the group scales in and this script prints what happens, as a timeline, and at the
+end compares what was written with what the shipper's output delivered.
+
+Each shipper is an entry of SHIPPERS: how its simulator is started (tailing the demo's
+logs and drainhook's report file, delivering what it ships to an output file, as a log
+store would receive it) and the agent's flags that find it.
 """
 
 import json
@@ -23,7 +28,7 @@ from group import create_group  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = os.path.join(ROOT, ".demo")
-SIM = os.path.join(ROOT, "tests", "sim", "filebeat_sim.py")
+SIMS = os.path.join(ROOT, "tests", "sim")
 BIN = os.path.join(ROOT, "target", "release", "drainhook")
 T0 = time.time()
 
@@ -32,15 +37,48 @@ def say(what):
     print("[%5.1fs] %s" % (time.time() - T0, what), flush=True)
 
 
-def backlog():
-    out = subprocess.run([BIN, "backlog", "--json", "--registry", os.path.join(WORK, "data")],
-                         capture_output=True, text=True)
+class Filebeat:
+    """filebeat (simulated) with its memory queue: the registry advances on the output's ack."""
+    name = "filebeat (simulated)"
+
+    def start(self, globs, rate):
+        return subprocess.Popen([sys.executable, os.path.join(SIMS, "filebeat_sim.py"), "ship",
+                                 "--data-dir", os.path.join(WORK, "data"), "--rate", str(rate),
+                                 "--flush", "0.5", "--output", self.output()] + globs)
+
+    def flags(self):
+        return ["--shipper", "filebeat", "--registry", os.path.join(WORK, "data")]
+
+    def output(self):
+        return os.path.join(WORK, "delivered.log")
+
+
+SHIPPERS = {"filebeat": Filebeat}
+
+
+def backlog(shipper):
+    out = subprocess.run([BIN, "backlog", "--json"] + shipper.flags(), capture_output=True, text=True)
     if out.returncode != 0:
         return None
     return json.loads(out.stdout)
 
 
+def delivered(shipper):
+    """The output's lines: the application's, and drainhook's report lines."""
+    try:
+        lines = open(shipper.output(), "rb").read().splitlines(keepends=True)
+    except FileNotFoundError:
+        return [], []
+    reports = [l for l in lines if b'"event":"drainhook.drain"' in l]
+    return [l for l in lines if l not in reports], reports
+
+
 def main():
+    which = os.environ.get("SHIPPER") or "filebeat"
+    if which not in SHIPPERS:
+        print("SHIPPER must be one of: %s" % ", ".join(SHIPPERS), file=sys.stderr)
+        return 2
+    shipper = SHIPPERS[which]()
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(os.path.join(WORK, "logs"))
     asg = boto3.client("autoscaling")
@@ -52,12 +90,15 @@ def main():
     say("group %s: instances %s; hook 'drainhook' (HeartbeatTimeout 6s) -> queue %s" % (name, ", ".join(ids), name))
 
     log = os.path.join(WORK, "logs", "app.log")
-    writer = subprocess.Popen([sys.executable, SIM, "write", "--path", log, "--rate", "60000",
-                               "--duration", "6", "--rotate-every", "150000"], stdout=subprocess.PIPE)
-    shipper = subprocess.Popen([sys.executable, SIM, "ship", "--data-dir", os.path.join(WORK, "data"),
-                                "--rate", "40000", "--flush", "0.5", os.path.join(WORK, "logs", "app.log*")])
-    say("the application writes 60 kB/s to %s; filebeat (simulated) ships 40 kB/s" % log)
-    while backlog() is None:
+    report_file = os.path.join(WORK, "report", "drain.log")
+    writer = subprocess.Popen([sys.executable, os.path.join(SIMS, "filebeat_sim.py"), "write", "--path", log,
+                               "--rate", "60000", "--duration", "6", "--rotate-every", "150000"],
+                              stdout=subprocess.PIPE)
+    os.makedirs(os.path.dirname(report_file))
+    open(report_file, "w").close()  # the installer's input tails it from the start
+    ship = shipper.start([os.path.join(WORK, "logs", "app.log*"), report_file], 40000)
+    say("the application writes 60 kB/s to %s; %s ships 40 kB/s" % (log, shipper.name))
+    while backlog(shipper) is None:
         time.sleep(0.1)
 
     open(os.path.join(WORK, "none.toml"), "w").close()  # an empty config: all from flags
@@ -69,10 +110,10 @@ def main():
         imds = json.load(r)["endpoint"]
     env = dict(os.environ, AWS_EC2_METADATA_SERVICE_ENDPOINT=imds)
     env.pop("AWS_EC2_METADATA_DISABLED", None)
-    agent = subprocess.Popen([BIN, "agent", "--queue-url", q,
-                              "--registry", os.path.join(WORK, "data"), "--settle", "2s",
+    agent = subprocess.Popen([BIN, "agent", "--queue-url", q, "--settle", "2s",
                               "--drained-marker", os.path.join(WORK, "drained"),
-                              "--config", os.path.join(WORK, "none.toml")],
+                              "--report-file", report_file,
+                              "--config", os.path.join(WORK, "none.toml")] + shipper.flags(),
                              stderr=agent_log, env=env)
     say("drainhook agent started for %s: triggers IMDS (%s) and the queue" % (me, imds))
     time.sleep(3)
@@ -90,7 +131,7 @@ def main():
                 if any(k in msg for k in ("received", "holding", "heartbeat sent", "draining", "drained",
                                           "completed", "pre-drain", "timed out", "did not finish",
                                           "target lifecycle state Terminated", "terminating (noticed",
-                                          "belongs to the lifecycle action")):
+                                          "belongs to the lifecycle action", "drain report", "check:")):
                     say("agent: " + msg.split(" message_id=")[0].split(" instance=i-")[0])
             seen = len(lines)
             if agent.poll() is not None:
@@ -101,9 +142,9 @@ def main():
             if state != last_state:
                 say("instance %s: %s" % (me, state))
                 last_state = state
-            b = backlog()
+            b = backlog(shipper)
             if b and time.time() - last_progress >= 2 and state != "terminated (left the group)":
-                say("registry: %d bytes acked, %d pending" % (sum(f["offset"] for f in b["files"]), b["pending_bytes"]))
+                say("%s: %d bytes acknowledged, %d pending" % (which, sum(f["offset"] for f in b["files"]), b["pending_bytes"]))
                 last_progress = time.time()
             if not st:
                 break
@@ -112,15 +153,21 @@ def main():
                 return 1
             time.sleep(0.25)
         written = json.loads(writer.communicate()[0])["written"]
-        b = backlog()
-        shipped = sum(f["offset"] for f in b["files"])
-        say("bytes written: %d, bytes shipped: %d -> %s" % (written, shipped, "nothing lost" if written == shipped else "LOST %d" % (written - shipped)))
-        return 0 if written == shipped else 1
+        lines, reports = delivered(shipper)
+        shipped = sum(len(l) for l in lines)
+        for r in reports:
+            say("drain report, as the shipper delivered it:\n%s" % r.decode().rstrip())
+        if not reports:
+            say("the drain report was not delivered (see %s/agent.log)" % WORK)
+        ok = written == shipped and reports
+        say("bytes written: %d, bytes delivered by the output: %d -> %s" % (
+            written, shipped, "nothing lost" if written == shipped else "LOST %d" % (written - shipped)))
+        return 0 if ok else 1
     finally:
         agent.terminate()
-        shipper.terminate()
+        ship.terminate()
         agent.wait()
-        shipper.wait()
+        ship.wait()
 
 
 if __name__ == "__main__":
