@@ -53,8 +53,8 @@ impl Verdict {
         let inexact = b.inexact();
         if inexact.is_empty() {
             format!(
-                "an exact drain is possible: {} ({}), each judged from its own proof of delivery",
-                plural(who.len(), "shipper state"),
+                "an exact drain is possible: {} found ({}), each judged from its own proof of delivery",
+                plural(who.len(), "source"),
                 who.join(", ")
             )
         } else {
