@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod backlog;
 pub mod config;
+pub mod diskqueue;
 pub mod drain;
 pub mod duration;
 pub mod exit;
