@@ -3,6 +3,7 @@
 //! them, compressed and encrypted segments, torn and empty `state.dat`, corrupt segments,
 //! frames being written, incremental refreshes, headers of versions 0 to 2.
 
+mod common;
 #[path = "diskqueue/writer.rs"]
 mod writer;
 
@@ -12,6 +13,7 @@ use drainhook::diskqueue::{
 use proptest::prelude::*;
 use std::fs;
 use std::path::Path;
+use std::time::{Duration, Instant};
 use writer::{frames, header_size, state_v0, state_v1, total, Queue};
 
 fn queue() -> (tempfile::TempDir, Queue) {
@@ -428,6 +430,59 @@ fn a_missing_queue_directory() {
     assert!(DiskQueue::open_if_exists(&dir).unwrap().is_none());
     fs::create_dir(&dir).unwrap();
     assert!(DiskQueue::open_if_exists(&dir).unwrap().is_some());
+}
+
+#[test]
+fn the_simulators_disk_queue_acks_the_registry_before_the_output_has_the_lines() {
+    // tests/sim/filebeat_sim.py --queue disk: lines are harvested fast into the queue (and
+    // acknowledged in the registry on the write), an output empties it at 30 kB/s.
+    let t = tempfile::tempdir().unwrap();
+    let delivered = t.path().join("delivered.log");
+    let (data, _sim, written) = common::shipping(
+        t.path(),
+        30_000,
+        &[
+            "--queue",
+            "disk",
+            "--rate",
+            "2000000",
+            "--output-rate",
+            "30000",
+            "--segment-size",
+            "16384",
+            "--delivered-log",
+            delivered.to_str().unwrap(),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while common::acked_bytes(&data) < written {
+        assert!(Instant::now() < deadline, "the registry never caught up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut dq = DiskQueue::open(&data.join("diskqueue")).unwrap();
+    let at_ack = dq.pending();
+    assert!(at_ack.events > 0 && !at_ack.is_empty(), "{at_ack:?}");
+    let shipped = || fs::metadata(&delivered).map_or(0, |m| m.len());
+    assert!(shipped() < written, "the output is the slow part");
+
+    // Follow it while the output works: every look is readable, and "empty" is only ever
+    // seen once the output has delivered every line.
+    let mut segments_seen = 0;
+    loop {
+        dq.refresh().unwrap();
+        let p = dq.pending();
+        segments_seen = segments_seen.max(p.segments);
+        if p.is_empty() {
+            assert_eq!(shipped(), written, "empty before every line was delivered");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never emptied: {p:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(segments_seen > 1, "the queue spanned several segments");
+    assert_eq!(dq.acked_bytes(), at_ack.bytes);
+    let logs = t.path().join("logs/app.log");
+    assert_eq!(fs::read(&delivered).unwrap(), fs::read(logs).unwrap());
 }
 
 // --- no truncation of a queue's files reads as empty while the whole queue is not ------
