@@ -107,13 +107,13 @@ demo: venv
 	SHIPPER=$(SHIPPER) tests/moto_ext/with_moto.sh $(PY) $(PY) tests/demo.py
 
 bench:
-	cargo bench --bench registry
+	cargo bench --bench registry --bench diskqueue
 
 # Fuzzing (nightly, cargo-fuzz installed into .tools/): each target for FUZZ_SECONDS from a
 # corpus seeded with the tests' inputs (fuzz/seeds/), kept in .fuzz/corpus between runs.
 # A crash stops the run and leaves its input in fuzz/artifacts/<target>/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := message duration config registry_array memlog_log memlog_checkpoint
+FUZZ_TARGETS := message duration config registry_array memlog_log memlog_checkpoint diskqueue
 .tools/bin/cargo-fuzz:
 	cargo install --locked --root .tools cargo-fuzz
 fuzz: .tools/bin/cargo-fuzz

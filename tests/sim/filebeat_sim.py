@@ -15,6 +15,21 @@ Only the Python standard library is used, so it runs on any test machine.
 Offsets advance only over whole lines and are written only after the "output" acked them,
 at most once per --flush. Rotated files keep being read through the open descriptor until
 their end; the process calls itself `filebeat` so drainhook finds its open files in /proc.
+
+`ship --queue disk` stands in for `queue.disk` (beats' libbeat/publisher/queue/diskqueue):
+harvested lines (at --rate) are written as frames to `<data>/diskqueue/<id>.seg` and the
+segment is synced; only then are their registry offsets acknowledged, as filebeat's queue
+acknowledges on the write to disk. Segments have a version-2 header (`u32 2 | u32 count |
+u32 options=0`, count 0 while written, filled in place when the writer moves to the next
+segment or stops); frames are `u32 size | payload | u32 crc32 | u32 size` with size =
+payload + 12 and the CRC (zlib's, IEEE) over the size (u32 LE) then the payload. The payload
+is a small JSON object (`message`, `log.file.path`, `log.offset`), where filebeat writes
+CBOR: drainhook never reads payloads. A separate output reads the frames back from the
+files at --output-rate (frame bytes a second), appends each delivered line to
+--delivered-log, and moves `state.dat` as beats does: rewritten in place (seek 0, four
+writes, 28 bytes, version 1, no truncate), created empty at start; it moves into a segment
+when that segment's first frame is delivered, and only then are the earlier segments
+deleted. The newest segment is never deleted.
 """
 
 import argparse
@@ -23,8 +38,10 @@ import hashlib
 import json
 import os
 import signal
+import struct
 import sys
 import time
+import zlib
 
 FINGERPRINT_LEN = 1024
 
@@ -47,14 +64,17 @@ class Harvester:
         self.offset = 0
         self.eof_since = None
 
-    def read(self, budget):
-        """Reads whole lines up to budget bytes; returns the bytes acked."""
+    def read(self, budget, sink=None):
+        """Reads whole lines up to budget bytes; returns the bytes acked. With a sink (the
+        disk queue), appends (source, offset, lines) to it."""
         size = os.fstat(self.fd.fileno()).st_size
         if size < self.offset:  # truncated (copytruncate): start again from 0
             self.offset = 0
         self.fd.seek(self.offset)
         chunk = self.fd.read(min(budget, max(size - self.offset, 0)))
         cut = chunk.rfind(b"\n") + 1
+        if sink is not None and cut:
+            sink.append((self.source, self.offset, chunk[:cut]))
         self.offset += cut
         return cut
 
@@ -163,13 +183,13 @@ class Shipper:
                     self.dirty.add(h.key)
 
     # -- harvesting ----------------------------------------------------------
-    def harvest(self, budget):
+    def harvest(self, budget, sink=None):
         """Reads up to budget bytes of whole lines across files; returns the bytes read."""
         start = budget
         for h in self.harvesters.values():
             if h.fd is None or budget <= 0:
                 continue
-            n = h.read(budget)
+            n = h.read(budget, sink)
             budget -= n
             if n:
                 self.dirty.add(h.key)
@@ -259,17 +279,217 @@ class Shipper:
         # that after an idle spell the burst is at most a second's worth (or one long line).
         credit, last = 0.0, time.time()
         cap = max(self.a.rate, 65536.0)
+        disk = self.a.queue == "disk"
+        if disk:
+            # queue.disk: the harvest pace is --rate; the output's is --output-rate.
+            qdir = os.path.join(self.a.data_dir, "diskqueue")
+            writer = DiskQueueWriter(qdir, self.a.segment_size)
+            output = DiskQueueOutput(qdir, self.a.delivered_log)
+            out_rate = self.a.output_rate or self.a.rate
+            out_credit, out_cap = 0.0, max(out_rate, 65536.0)
         while not stop:
             now = time.time()
             if now >= next_scan:
                 self.scan()
                 next_scan = now + self.a.scan_interval
             credit = min(credit + self.a.rate * (now - last), cap)
+            if disk:
+                out_credit = min(out_credit + out_rate * (now - last), out_cap)
             last = now
-            credit -= self.harvest(int(credit))
+            if disk:
+                batch = []
+                credit -= self.harvest(int(credit), batch)
+                writer.write(batch)  # synced before the registry may move
+                out_credit -= output.deliver(int(out_credit))
+            else:
+                credit -= self.harvest(int(credit))
             self.flush()
             time.sleep(tick)
+        if disk:
+            writer.close()
+            output.close()
         self.flush(force=True)
+
+
+SEG_HEADER = struct.Struct("<III")  # version 2, frame count, options
+SEG_HEADER_SIZE = 12
+STATE_VERSION = 1
+
+
+def frame_bytes(payload):
+    """A disk queue frame as beats' writer_loop writes it."""
+    size = len(payload) + 12
+    head = struct.pack("<I", size)
+    crc = zlib.crc32(head + payload) & 0xFFFFFFFF
+    return head + payload + struct.pack("<II", crc, size)
+
+
+def segment_ids(qdir):
+    out = []
+    for name in os.listdir(qdir):
+        stem, dot, ext = name.partition(".")
+        if dot and ext.lower() == "seg" and stem.isdigit():
+            out.append(int(stem))
+    return sorted(out)
+
+
+class DiskQueueWriter:
+    """beats' writer loop: frames appended to the newest segment, synced per batch; a new
+    segment (next id) when the next frame would pass --segment-size, after writing the
+    finished segment's frame count into its header."""
+
+    def __init__(self, qdir, segment_size):
+        os.makedirs(qdir, exist_ok=True)
+        ids = segment_ids(qdir)
+        self.qdir = qdir
+        self.segment_size = segment_size
+        self.next_id = ids[-1] + 1 if ids else 0
+        self.f = None
+        self.frames = 0
+        self.size = 0
+
+    def _open(self):
+        path = os.path.join(self.qdir, "%d.seg" % self.next_id)
+        self.next_id += 1
+        self.f = open(path, "wb")  # O_CREAT|O_TRUNC, as getWriter
+        self.f.write(SEG_HEADER.pack(2, 0, 0))
+        self.frames, self.size = 0, SEG_HEADER_SIZE
+
+    def _finish(self):
+        self.f.flush()
+        os.pwrite(self.f.fileno(), struct.pack("<I", self.frames), 4)  # UpdateCount
+        os.fsync(self.f.fileno())
+        self.f.close()
+        self.f = None
+
+    def write(self, batch):
+        """batch: [(source, offset, whole lines)]."""
+        wrote = False
+        for source, offset, chunk in batch:
+            for line in chunk.splitlines(keepends=True):
+                payload = json.dumps(
+                    {
+                        "message": line[:-1].decode("utf-8", "surrogateescape"),
+                        "log.file.path": source,
+                        "log.offset": offset,
+                    },
+                    separators=(",", ":"),
+                ).encode()
+                offset += len(line)
+                frame = frame_bytes(payload)
+                if self.f is None:
+                    self._open()
+                elif self.frames and self.size + len(frame) > self.segment_size:
+                    self._finish()
+                    self._open()
+                self.f.write(frame)
+                self.frames += 1
+                self.size += len(frame)
+                wrote = True
+        if wrote:
+            self.f.flush()
+            os.fsync(self.f.fileno())
+
+    def close(self):
+        if self.f is not None:
+            self._finish()
+
+
+class DiskQueueOutput:
+    """The output side: reads frames from the segments in order, at the pace it is given,
+    and acknowledges them in state.dat as beats' acks.go does."""
+
+    def __init__(self, qdir, delivered_log):
+        self.qdir = qdir
+        self.state_path = os.path.join(qdir, "state.dat")
+        # Opened once, O_WRONLY|O_CREATE, never truncated: empty until the first ack.
+        self.state_fd = os.open(self.state_path, os.O_WRONLY | os.O_CREAT, 0o600)
+        self.pos = [0, 0, 0]  # segmentID, byteIndex, frameIndex
+        self.rf = None  # the segment being read, its id, and the next frame's offset in it
+        self.reading, self.offset = None, 0
+        self.delivered = open(delivered_log, "ab") if delivered_log else None
+        with open(self.state_path, "rb") as f:
+            saved = f.read(28)
+        if len(saved) == 28 and struct.unpack("<I", saved[:4])[0] == STATE_VERSION:
+            self.pos = list(struct.unpack("<QQQ", saved[4:]))
+            if self.pos[1] and os.path.exists(os.path.join(qdir, "%d.seg" % self.pos[0])):
+                self._read_segment(self.pos[0], self.pos[1])  # resume where the output was
+
+    def _next_frame(self):
+        """The next whole frame (segment id, offset, bytes), or None when caught up."""
+        while True:
+            if self.rf is None:
+                later = [i for i in segment_ids(self.qdir) if i >= self.pos[0]]
+                if not later:
+                    return None
+                self._read_segment(later[0], SEG_HEADER_SIZE)
+                continue
+            self.rf.seek(self.offset)
+            head = self.rf.read(4)
+            if len(head) == 4:
+                (size,) = struct.unpack("<I", head)
+                rest = self.rf.read(size - 4)
+                if len(rest) == size - 4:
+                    return self.reading, self.offset, head + rest
+            # No whole frame here: move on if a later segment exists (this one is finished).
+            later = [i for i in segment_ids(self.qdir) if i > self.reading]
+            if not later:
+                return None
+            self._read_segment(later[0], SEG_HEADER_SIZE)
+
+    def _read_segment(self, seg, offset):
+        if self.rf is not None:
+            self.rf.close()
+        self.reading, self.offset = seg, offset
+        self.rf = open(os.path.join(self.qdir, "%d.seg" % seg), "rb")
+
+    def deliver(self, budget):
+        """Delivers whole frames within budget bytes; returns the frame bytes delivered."""
+        spent = 0
+        while True:
+            nxt = self._next_frame()
+            if nxt is None:
+                break
+            seg, off, frame = nxt
+            if spent + len(frame) > budget:
+                break
+            msg = json.loads(frame[4:-8])["message"]
+            if self.delivered:
+                self.delivered.write(msg.encode("utf-8", "surrogateescape") + b"\n")
+            spent += len(frame)
+            self.offset = off + len(frame)
+            # acks.go addFrames: a frame of a new segment moves the position there.
+            if seg != self.pos[0] or self.pos[1] == 0:
+                self.pos = [seg, SEG_HEADER_SIZE, 0]
+            self.pos[1] += len(frame)
+            self.pos[2] += 1
+        if spent:
+            if self.delivered:
+                self.delivered.flush()
+            self._write_state()
+            # The deleter: segments before the position's, once the position is past them.
+            for i in segment_ids(self.qdir):
+                if i < self.pos[0]:
+                    try:
+                        os.remove(os.path.join(self.qdir, "%d.seg" % i))
+                    except FileNotFoundError:
+                        pass
+        return spent
+
+    def _write_state(self):
+        # writeQueuePositionToHandle: seek to 0, then four writes; no truncate, no fsync.
+        os.lseek(self.state_fd, 0, os.SEEK_SET)
+        os.write(self.state_fd, struct.pack("<I", STATE_VERSION))
+        os.write(self.state_fd, struct.pack("<Q", self.pos[0]))
+        os.write(self.state_fd, struct.pack("<Q", self.pos[1]))
+        os.write(self.state_fd, struct.pack("<Q", self.pos[2]))
+
+    def close(self):
+        os.close(self.state_fd)
+        if self.rf is not None:
+            self.rf.close()
+        if self.delivered:
+            self.delivered.close()
 
 
 def cmd_ship(a):
@@ -326,6 +546,16 @@ def main():
     s.add_argument("--checkpoint-bytes", type=int, default=10 * 1024 * 1024)
     s.add_argument("--ack-log", help="append the time of every registry write here")
     s.add_argument("--pid-file")
+    s.add_argument(
+        "--queue",
+        choices=["memory", "disk"],
+        default="memory",
+        help="memory: the registry moves when the output acks (at --rate); disk: when lines "
+        "are written to <data-dir>/diskqueue, which an output empties at --output-rate",
+    )
+    s.add_argument("--output-rate", type=float, default=0, help="disk queue: frame bytes delivered per second (default --rate)")
+    s.add_argument("--segment-size", type=int, default=1000000, help="disk queue: segment_size, bytes")
+    s.add_argument("--delivered-log", help="disk queue: append every line the output delivers here")
     s.add_argument("paths", nargs="+", help="globs of files to tail")
     s.set_defaults(func=cmd_ship)
     w = sub.add_parser("write", help="append lines to a log file")

@@ -112,9 +112,11 @@ impl Filebeat {
         self.warned = warning;
         let mut b = backlog::compute(reg, &self.procs);
         b.owner.clone_from(&self.owner);
+        // After the registry: filebeat acks the registry only once the queue's write is
+        // synced, so what the registry shows acked is already in the segments read next.
         if self.queue.is_none() {
-            if let Some(dir) = self.queue_dir().filter(|d| d.is_dir()) {
-                self.queue = Some(DiskQueue::open(&dir)?);
+            if let Some(dir) = self.queue_dir() {
+                self.queue = DiskQueue::open_if_exists(&dir)?;
             }
         }
         if let Some(q) = &mut self.queue {
@@ -122,8 +124,10 @@ impl Filebeat {
             let p = q.pending();
             if p.incomplete {
                 b.incomplete = true;
-                b.waiting
-                    .push("the disk queue is being written (read again at once)".into());
+                b.waiting.push(format!(
+                    "the disk queue cannot be judged from this look: {}",
+                    p.reason.as_deref().unwrap_or("a write is under way")
+                ));
             }
             b = b.with_queue(
                 QueueBacklog {
