@@ -315,3 +315,77 @@ fn the_simulator_ships_at_its_average_rate_whatever_the_line_length() {
         "shipped {acked} bytes in 3 s: {rate:.0} B/s, not about 4000"
     );
 }
+
+/// filebeat's disk queue acks the registry on the write to the queue: the registry says
+/// everything is acknowledged long before the output has it. The drain waits for the
+/// queue's own position, and returns only once the output delivered every byte.
+#[test]
+fn with_the_disk_queue_the_drain_waits_for_the_output_not_the_registry() {
+    let t = tempfile::tempdir().unwrap();
+    let delivered = t.path().join("delivered.log");
+    let (data, sim, written) = shipping(
+        t.path(),
+        60_000,
+        &[
+            "--queue",
+            "disk",
+            "--rate",
+            "1000000",
+            "--output-rate",
+            "20000",
+            "--segment-size",
+            "20000",
+            "--output",
+            delivered.to_str().unwrap(),
+        ],
+    );
+    // The registry is acked to the end (the old drainhook's "drained") while the output has
+    // only a part: what a termination at this moment would lose.
+    let t0 = std::time::Instant::now();
+    while acked_bytes(&data) < written {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the registry never caught up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let at_registry_end = fs::metadata(&delivered).map_or(0, |m| m.len());
+    assert!(
+        at_registry_end < written / 2,
+        "the registry is acked while the output delivered {at_registry_end} of {written} bytes"
+    );
+    let b = backlog_json(&data);
+    let q = &b["sources"][0]["queue"];
+    assert_eq!(q["type"], "disk", "{b}");
+    assert!(
+        q["events"].as_u64().unwrap() > 0 && b["pending_bytes"].as_u64().unwrap() > 0,
+        "{b}"
+    );
+    assert_eq!(b["drained"], false, "{b}");
+    let table = drainhook()
+        .args(["backlog", "--registry"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("disk queue ")
+            && text.contains("not yet acknowledged by the output")
+            && text.contains("; not drained"),
+        "{text}"
+    );
+
+    let out = drainhook()
+        .args(["drain", "--settle", "1s", "--timeout", "60s", "--registry"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let at_drained = fs::metadata(&delivered).unwrap().len();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        at_drained, written,
+        "when the drain says drained, the output has every byte written"
+    );
+    assert_eq!(fs::read(&delivered).unwrap().len() as u64, written);
+    drop(sim);
+}

@@ -280,6 +280,7 @@ class Shipper:
         credit, last = 0.0, time.time()
         cap = max(self.a.rate, 65536.0)
         disk = self.a.queue == "disk"
+        delivered = open(self.a.delivered_log, "ab") if self.a.delivered_log and not disk else None
         if disk:
             # queue.disk: the harvest pace is --rate; the output's is --output-rate.
             qdir = os.path.join(self.a.data_dir, "diskqueue")
@@ -301,6 +302,14 @@ class Shipper:
                 credit -= self.harvest(int(credit), batch)
                 writer.write(batch)  # synced before the registry may move
                 out_credit -= output.deliver(int(out_credit))
+            elif delivered:
+                # The memory queue: the output has the lines (appended to the log store)
+                # before the registry may say so.
+                batch = []
+                credit -= self.harvest(int(credit), batch)
+                for _, _, lines in batch:
+                    delivered.write(lines)
+                delivered.flush()
             else:
                 credit -= self.harvest(int(credit))
             self.flush()
@@ -308,6 +317,8 @@ class Shipper:
         if disk:
             writer.close()
             output.close()
+        if delivered:
+            delivered.close()
         self.flush(force=True)
 
 
@@ -555,7 +566,8 @@ def main():
     )
     s.add_argument("--output-rate", type=float, default=0, help="disk queue: frame bytes delivered per second (default --rate)")
     s.add_argument("--segment-size", type=int, default=1000000, help="disk queue: segment_size, bytes")
-    s.add_argument("--delivered-log", help="disk queue: append every line the output delivers here")
+    s.add_argument("--delivered-log", "--output", dest="delivered_log",
+                   help="append every line the output delivers here, in delivery order (the log store)")
     s.add_argument("paths", nargs="+", help="globs of files to tail")
     s.set_defaults(func=cmd_ship)
     w = sub.add_parser("write", help="append lines to a log file")
