@@ -246,7 +246,8 @@ impl CloudwatchAgent {
                     continue;
                 }
             };
-            if let Some((_, s)) = &st {
+            // ("0\npath" is also what a range-format agent writes with no range left.)
+            if let Some((_, s)) = st.as_ref().filter(|(_, s)| s.max > 0) {
                 formats.push(s.format);
             }
             let now = fs::metadata(&path).ok().filter(|m| m.is_file());
@@ -304,6 +305,7 @@ impl CloudwatchAgent {
                     }
                     // The old file's state is gone (or the new file's replaced it).
                     let done = state::coverage(&old.ranges, old_size).done;
+                    self.paths.remove(&path);
                     if done < old_size {
                         let watermark = self.watermark(config);
                         self.orphans.push(Orphan {
@@ -317,7 +319,6 @@ impl CloudwatchAgent {
                             proven: false,
                         });
                     }
-                    self.paths.remove(&path);
                     if !is_tracked {
                         continue;
                     }

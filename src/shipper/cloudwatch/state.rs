@@ -7,7 +7,7 @@
 //!   largest end offset, line 2 the tailed file's path, line 3 the comma-separated
 //!   `start-end` ranges whose events are done (`0-5,10-15`). By default the agent keeps one
 //!   range, `0-max` (`singleRangeTracker`, `max_persist_state` ≤ 1); with `logs.concurrency`
-//!   > 1 it keeps up to `max_persist_state` = 2 × concurrency ranges and merges the two oldest
+//!   above 1 it keeps up to `max_persist_state` = 2 × concurrency ranges and merges the two oldest
 //!   when there are more (`collapseOldest`, range.go:384-410), so a gap can disappear.
 //! - Old format (before v1.300057.0, `plugins/inputs/logfile/tailersrc.go:351-357` at
 //!   v1.300050.0): `offset\npath`, never written while the offset is 0.
