@@ -672,7 +672,12 @@ impl Shipper for CloudwatchAgent {
 
 /// Finds the CloudWatch agent: its install directory with a configuration that tails files.
 pub fn detect(spec: &Spec, d: &mut Detected) -> Result<(), ShipperError> {
-    let dir = spec.at_root(&spec.cloudwatch_agent_dir);
+    // The default install dir is moved under a test root; a dir the operator named is not.
+    let dir = if spec.cloudwatch_agent_dir == Path::new(super::DEFAULT_CLOUDWATCH_AGENT_DIR) {
+        spec.at_root(&spec.cloudwatch_agent_dir)
+    } else {
+        spec.cloudwatch_agent_dir.clone()
+    };
     d.looked
         .push(format!("the CloudWatch agent under {}", dir.display()));
     let Some(config) = config::read(&dir)? else {
