@@ -177,16 +177,26 @@ impl CloudwatchAgent {
     }
 
     /// The state file of `path`: none, or its text and what it says. A cut read is read
-    /// again; still cut after that, it is `Err` (the look says the state is being written).
-    fn read_state(&mut self, path: &Path) -> Result<Option<(Vec<u8>, StateFile)>, String> {
+    /// again; still cut after that, it is `Ok(Err(why))` (the look says the state is being
+    /// written). One that cannot be read, or is no state file, is an error naming it.
+    #[allow(clippy::type_complexity)]
+    fn read_state(
+        &mut self,
+        path: &Path,
+    ) -> Result<Result<Option<(Vec<u8>, StateFile)>, String>, ShipperError> {
         let name = state::escape(&path.to_string_lossy());
         let file = self.config.state_dir.join(&name);
         let mut last = String::new();
         for _ in 0..TORN_RETRIES {
             let text = match fs::read(&file) {
                 Ok(t) => t,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Ok(None)),
+                Err(e) => {
+                    return Err(ShipperError::Io {
+                        path: file,
+                        source: e,
+                    })
+                }
             };
             match state::parse(&name, &text) {
                 Ok(s) => {
@@ -198,18 +208,18 @@ impl CloudwatchAgent {
                     if s.format == Format::Ranges {
                         self.range_seen.insert(path.to_path_buf(), true);
                     }
-                    return Ok(Some((text, s)));
+                    return Ok(Ok(Some((text, s))));
                 }
                 Err(StateError::Torn(r)) => last = r,
-                Err(StateError::Invalid(r)) => {
-                    return Err(format!("state file {}: {r}", file.display()))
+                Err(StateError::Invalid(reason)) => {
+                    return Err(ShipperError::State { path: file, reason })
                 }
             }
         }
-        Err(format!(
+        Ok(Err(format!(
             "state file {} is being written ({last})",
             file.display()
-        ))
+        )))
     }
 
     fn look_now(&mut self) -> Result<SourceBacklog, ShipperError> {
@@ -238,7 +248,7 @@ impl CloudwatchAgent {
             paths.push((p, config));
         }
         for (path, config) in paths {
-            let st = match self.read_state(&path) {
+            let st = match self.read_state(&path)? {
                 Ok(s) => s,
                 Err(e) => {
                     incomplete = true;
