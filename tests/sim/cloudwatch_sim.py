@@ -329,12 +329,12 @@ class Sim:
                     self.log.write("W", "outputs.cloudwatchlogs",
                                    "Aws error received when sending logs to %s/%s: ServiceUnavailableException" % self.ready[0][0])
             if stopping:
-                for (group, stream), events in self.ready:
+                for (group, stream), events in self.in_flight + self.ready:
                     self.log.write("E", "outputs.cloudwatchlogs",
                                    "Stop requested after %d retries to %s/%s failed for PutLogEvents, request dropped." % (self.retries, group, stream))
                     if not self.a.no_drop_state:
                         self.done_state(events)
-                self.ready = []
+                self.ready, self.in_flight = [], []
             return
         self.retries = 0
         # Batches of one stream go in order; with concurrency > 1 up to that many are in
