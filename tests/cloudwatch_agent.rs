@@ -89,6 +89,9 @@ fn a_dropped_batch_is_lost_bytes_never_drained() {
     std::fs::create_dir_all(&logs).unwrap();
     let app = logs.join("app.log");
     let written = write_logs(&app, &["--rate", "10000000", "--total", "60000"]);
+    // The drain report is shipped too (its own collect_list entry), as the docs say to.
+    let report = t.path().join("drain.log");
+    std::fs::write(&report, "").unwrap();
     let sim = CwSim::ship(
         &t.path().join("amazon-cloudwatch-agent"),
         &t.path().join("delivered.log"),
@@ -100,9 +103,8 @@ fn a_dropped_batch_is_lost_bytes_never_drained() {
             "--drop-batches",
             "3",
         ],
-        &[&app],
+        &[&app, &report],
     );
-    let report = t.path().join("drain.log");
     let out = drainhook()
         .args([
             "drain",
@@ -124,8 +126,11 @@ fn a_dropped_batch_is_lost_bytes_never_drained() {
         err.contains("request dropped"),
         "the agent's own line: {err}"
     );
-    // What the state alone says: everything done, while the log store misses a batch.
+    // What the state alone says (`backlog` judges the state; it follows no drain's log):
+    // drained, while the log store misses a batch. A drain on the state alone would have
+    // let these bytes go.
     let b = sim.backlog();
+    assert_eq!(b["drained"], true, "{b}");
     assert!(
         b["files"]
             .as_array()
@@ -134,19 +139,18 @@ fn a_dropped_batch_is_lost_bytes_never_drained() {
             .all(|f| f["state"] == "shipped"),
         "{b}"
     );
-    let delivered = sim.delivered();
+    let report_text = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        err.contains("drain report delivered by CloudWatch agent"),
+        "{err}"
+    );
+    let delivered = sim.delivered() - report_text.len() as u64;
     assert!(
         delivered < written,
         "the batch is not in the log store: {delivered} of {written}"
     );
-    let line: serde_json::Value = serde_json::from_str(
-        std::fs::read_to_string(&report)
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap(),
-    )
-    .unwrap();
+    let line: serde_json::Value =
+        serde_json::from_str(report_text.lines().last().unwrap()).unwrap();
     assert_eq!(line["drained"], false, "{line}");
     let lost = line["lost_bytes"].as_u64().unwrap();
     assert!(

@@ -125,7 +125,18 @@ impl CloudwatchAgent {
                 c.concurrency, c.concurrency, c.max_persist_state.max(1)
             ));
         }
-        match (&c.agent_log, &self.log_error) {
+        // Before a drain follows it (check, backlog): can it be opened at all?
+        let unreadable = self
+            .log_error
+            .clone()
+            .or_else(|| match (&c.agent_log, &self.log) {
+                (Some(p), None) => match fs::File::open(p) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => Some(e.to_string()),
+                    _ => None,
+                },
+                _ => None,
+            });
+        match (&c.agent_log, &unreadable) {
             (None, _) => v.push(
                 "the agent logs to its console (agent.logfile is \"\"): a dropped batch advances the state as a delivered one does, and only the agent's log says which it was".into(),
             ),
