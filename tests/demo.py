@@ -53,7 +53,26 @@ class Filebeat:
         return os.path.join(WORK, "delivered.log")
 
 
-SHIPPERS = {"filebeat": Filebeat}
+class CloudWatch:
+    """The Amazon CloudWatch agent (simulated): its state files advance after PutLogEvents."""
+    name = "the CloudWatch agent (simulated)"
+
+    def start(self, globs, rate):
+        return subprocess.Popen([sys.executable, os.path.join(SIMS, "cloudwatch_sim.py"), "ship",
+                                 "--agent-dir", self.dir(), "--rate", str(rate),
+                                 "--output", self.output()] + globs)
+
+    def dir(self):
+        return os.path.join(WORK, "amazon-cloudwatch-agent")
+
+    def flags(self):
+        return ["--shipper", "cloudwatch", "--cloudwatch-agent-dir", self.dir()]
+
+    def output(self):
+        return os.path.join(WORK, "delivered.log")
+
+
+SHIPPERS = {"filebeat": Filebeat, "cloudwatch": CloudWatch}
 
 
 def backlog(shipper):

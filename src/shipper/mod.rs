@@ -10,6 +10,7 @@
 //! flags and the config file). Adding a shipper means a module here and a line in
 //! [`detect`]: neither the drain's waiting nor the agent changes.
 
+pub mod cloudwatch;
 pub mod filebeat;
 
 use crate::backlog::{ProcScan, SourceBacklog};
@@ -47,12 +48,17 @@ pub trait Shipper: Send {
 pub enum Kind {
     /// filebeat, alone or under Elastic Agent: registries and disk queue.
     Filebeat,
+    /// The Amazon CloudWatch agent: its state files and the drop lines of its log.
+    #[value(alias = "cloudwatch-agent")]
+    #[serde(alias = "cloudwatch-agent")]
+    Cloudwatch,
 }
 
 impl Kind {
     pub const fn name(self) -> &'static str {
         match self {
             Kind::Filebeat => "filebeat",
+            Kind::Cloudwatch => "cloudwatch",
         }
     }
 }
@@ -159,6 +165,9 @@ pub fn detect(spec: &Spec) -> Result<Detected, ShipperError> {
     let mut d = Detected::default();
     if spec.wants(Kind::Filebeat) {
         filebeat::detect(spec, &mut d)?;
+    }
+    if spec.wants(Kind::Cloudwatch) {
+        cloudwatch::detect(spec, &mut d)?;
     }
     if d.sources.is_empty() {
         return Err(ShipperError::NothingFound { looked: d.looked });
