@@ -125,8 +125,9 @@ impl Spec {
         self.only.is_empty() || self.only.contains(&k)
     }
 
-    /// A default location under the test root (`/etc/x` → `<root>/etc/x`); a path the
-    /// operator gave is used as it is.
+    /// A location under the test root (`/etc/x` → `<root>/etc/x`; unchanged without one).
+    /// Callers use it for the shippers' default locations and for paths a config file names,
+    /// so that a test tree stands for a whole machine.
     pub fn at_root(&self, p: &Path) -> PathBuf {
         match p.strip_prefix("/") {
             Ok(rel) if self.root != Path::new("/") => self.root.join(rel),
