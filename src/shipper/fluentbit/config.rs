@@ -212,8 +212,8 @@ impl Reader {
             if l.is_empty() || l.starts_with('#') {
                 continue;
             }
-            if l.len() > 9 && l[..9].eq_ignore_ascii_case("@INCLUDE ") {
-                let target = l[9..].trim();
+            if let Some(target) = strip_prefix_ignore_case(l, "@INCLUDE ") {
+                let target = target.trim();
                 let Some(dir) = root_dir else { continue };
                 for f in self.include_targets(file, dir, target)? {
                     self.read_classic(&f, dir)?;
@@ -222,8 +222,8 @@ impl Reader {
             }
             if l.starts_with('@') {
                 // @SET key=value (flb_cf_meta_property_add); other metas are not ours.
-                if l.len() > 5 && l[..5].eq_ignore_ascii_case("@SET ") {
-                    if let Some((k, v)) = l[5..].split_once('=') {
+                if let Some(set) = strip_prefix_ignore_case(l, "@SET ") {
+                    if let Some((k, v)) = set.split_once('=') {
                         self.vars.insert(k.trim().to_string(), v.trim().to_string());
                     }
                 }
@@ -416,6 +416,16 @@ impl Reader {
                 .push((k.to_ascii_lowercase(), expand(&v, &self.vars)));
         }
         Ok(s)
+    }
+}
+
+/// `line` without `prefix`, matched ignoring ASCII case (strncasecmp in Fluent Bit).
+fn strip_prefix_ignore_case<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = line.as_bytes().get(..prefix.len())?;
+    if head.eq_ignore_ascii_case(prefix.as_bytes()) {
+        line.get(prefix.len()..)
+    } else {
+        None
     }
 }
 

@@ -533,19 +533,31 @@ pub fn detect(spec: &Spec, d: &mut Detected) -> Result<(), ShipperError> {
     } else {
         Vec::new()
     };
+    // A config the operator named is used as it is, with the paths it names; the default
+    // one is looked for under the test root (with its paths under the root too).
+    let default = spec.fluent_bit_config == Path::new(super::DEFAULT_FLUENT_BIT_CONFIG);
+    let root = if default && files.is_empty() {
+        spec.root.clone()
+    } else {
+        PathBuf::from("/")
+    };
     if files.is_empty() {
-        let conf = spec.at_root(&spec.fluent_bit_config);
+        let conf = if default {
+            spec.at_root(&spec.fluent_bit_config)
+        } else {
+            spec.fluent_bit_config.clone()
+        };
         let yaml = conf.with_file_name("fluent-bit.yaml");
         d.looked
             .push(format!("Fluent Bit's config {}", conf.display()));
         if conf.exists() {
             files.push(conf);
-        } else if yaml.exists() {
+        } else if yaml.exists() && default {
             files.push(yaml);
         }
     }
     for f in files {
-        let c = config::read(&f, &spec.root)?;
+        let c = config::read(&f, &root)?;
         if c.tails.is_empty() {
             d.notes.push(format!(
                 "not waited for: Fluent Bit's config {} has no tail input",
