@@ -24,7 +24,14 @@ async fn scale_in_is_held_until_fluent_bit_s_output_has_every_byte() {
     // Written while the instance scales in, rotated by rename twice on the way.
     let writer = spawn_writer(
         &logs.join("app.log"),
-        &["--rate", "40000", "--duration", "3", "--rotate-every", "50000"],
+        &[
+            "--rate",
+            "40000",
+            "--duration",
+            "3",
+            "--rotate-every",
+            "50000",
+        ],
     );
     // `Path app.log`, as Fluent Bit is configured for renamed rotation: it follows a rotated
     // file through its open descriptor until Rotate_Wait (a Path that matched `app.log.1`
