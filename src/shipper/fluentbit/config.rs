@@ -572,6 +572,11 @@ fn build(file: &Path, sections: &[Section], root: &Path) -> Result<FluentBitConf
             Some(v) => storage(file, "storage.type", v)?,
             None => service.inherited_storage.unwrap_or(Storage::Memory),
         };
+        // Without storage.path there is no filesystem: Fluent Bit keeps the chunks in memory.
+        let storage = match service.storage_path {
+            Some(_) => storage,
+            None => Storage::Memory,
+        };
         tails.push(TailInput {
             instance: format!("tail.{id}"),
             alias: s.get("alias").map(str::to_string),
@@ -693,6 +698,12 @@ mod tests {
             "[SERVICE]\n    storage.type filesystem\n[INPUT]\n    Name tail\n    Path /x\n",
         );
         assert_eq!(c.tails[0].storage, Storage::Memory);
+        let c = classic("[INPUT]\n    Name tail\n    Path /x\n    storage.type filesystem\n");
+        assert_eq!(
+            c.tails[0].storage,
+            Storage::Memory,
+            "no storage.path: memory"
+        );
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub struct FluentBit {
 #[derive(Debug, Clone, Copy)]
 struct AtEnd {
     offsets: u64,
+    /// When the offsets were first seen there.
+    since: Instant,
+    /// When the first storage read made since then that showed no chunk was made.
     first_empty_read: Option<Instant>,
 }
 
@@ -210,6 +213,7 @@ impl FluentBit {
     async fn look_now(&mut self) -> Result<SourceBacklog, ShipperError> {
         // The offsets first, then the chunks: a line read after the offsets were taken is
         // in a chunk (or in an offset seen at the next look), never in neither.
+        let look_started = Instant::now();
         let mut dbs: Vec<PathBuf> = Vec::new();
         for db in self.config.tails.iter().filter_map(|t| t.db.clone()) {
             if !dbs.contains(&db) {
@@ -296,14 +300,24 @@ impl FluentBit {
             if self.at_end.map(|a| a.offsets) != Some(offsets) {
                 self.at_end = Some(AtEnd {
                     offsets,
+                    since: look_started,
                     first_empty_read: None,
                 });
             }
+            // When the storage answer was read (it may be reused for a moment).
+            let read_at = self.cached.as_ref().map(|(at, _)| *at);
             if let (Some(at), true) = (self.at_end.as_mut(), http_chunks.is_some()) {
                 if events > 0 {
                     at.first_empty_read = None;
+                } else if read_at.is_some_and(|r| r < at.since) && at.first_empty_read.is_none() {
+                    // Read before the offsets reached the end: it may predate those lines.
+                    b.waiting.push(
+                        "/api/v1/storage was last read before the offsets reached the end: reading it again".into(),
+                    );
                 } else {
-                    let first = *at.first_empty_read.get_or_insert_with(Instant::now);
+                    let first = *at
+                        .first_empty_read
+                        .get_or_insert_with(|| read_at.unwrap_or_else(Instant::now));
                     let wait = STORAGE_REFRESH + REFRESH_SLACK;
                     let since = first.elapsed();
                     if since < wait {
