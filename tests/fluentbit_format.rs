@@ -497,6 +497,36 @@ fn dropped_chunks_are_reported_lost_never_drained() {
 }
 
 #[test]
+fn without_the_http_server_on_memory_storage_the_drain_falls_back_and_says_so() {
+    let t = tempfile::tempdir().unwrap();
+    let (sim, written) = shipping_fb(
+        t.path(),
+        20_000,
+        &["--no-http", "--storage-type", "memory", "--rate", "1000000"],
+    );
+    sim.wait_read_to_the_end(Duration::from_secs(10));
+    let out = drainhook()
+        .args(["drain", "--settle", "1s", "--timeout", "30s"])
+        .args(sim.flags())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("cannot be exact") && err.contains("HTTP server is off"),
+        "the drain says why it falls back: {err}"
+    );
+    assert!(err.contains("of quiet instead"), "{err}");
+    // (the stand-in delivers at once here, so nothing is lost: the fallback's risk is when it
+    // does not, which is what `check` warns of)
+    let t0 = Instant::now();
+    while sim.delivered() < written && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(sim.delivered(), written);
+}
+
+#[test]
 fn with_db_locking_the_offsets_are_still_read() {
     // `DB.locking true` keeps the DB locked exclusively, its WAL index in Fluent Bit's own
     // memory (no -shm): the DB and its -wal are read from a private copy.
