@@ -29,7 +29,7 @@ pub mod taildb;
 
 use super::{Detected, Look, Shipper, ShipperError, Spec};
 use crate::backlog::{
-    human_bytes, open_files, FileBacklog, Lost, ProcScan, QueueBacklog, SourceBacklog,
+    human_bytes, open_files, plural, FileBacklog, Lost, ProcScan, QueueBacklog, SourceBacklog,
 };
 use api::{Counters, Endpoint, StorageView};
 use config::{FluentBitConfig, Storage};
@@ -370,10 +370,14 @@ fn lost(base: &Counters, now: &Counters) -> Option<Lost> {
             now.proc_bytes.get(out).copied().unwrap_or(0),
         );
         estimated += r * pb.checked_div(pr).unwrap_or(1).max(1);
+        let dropped = format!("{} dropped by output {out}", plural(r as usize, "record"));
         parts.push(if failed > 0 {
-            format!("{r} records dropped by output {out} ({failed} chunks abandoned after their last retry)")
+            format!(
+                "{dropped} ({} abandoned after its last retry)",
+                plural(failed as usize, "chunk")
+            )
         } else {
-            format!("{r} records dropped by output {out}")
+            dropped
         });
     }
     if records == 0 {
@@ -608,7 +612,12 @@ mod tests {
             "{}",
             l.evidence
         );
-        assert!(l.evidence.contains("1 chunks abandoned"), "{}", l.evidence);
+        assert!(
+            l.evidence
+                .contains("(1 chunk abandoned after its last retry)"),
+            "{}",
+            l.evidence
+        );
         // Without the router's byte counter: estimated, and said so.
         let l = lost(&counters(0, 0, None), &counters(10, 0, None)).unwrap();
         assert_eq!(l.bytes, 1000);
