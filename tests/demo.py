@@ -72,7 +72,34 @@ class CloudWatch:
         return os.path.join(WORK, "delivered.log")
 
 
-SHIPPERS = {"filebeat": Filebeat, "cloudwatch": CloudWatch}
+class FluentBit:
+    """Fluent Bit (simulated), filesystem storage and its HTTP server on: its tail DB's offsets
+    advance when lines are read into a chunk; the chunks left and the drop counters say what
+    the output has not delivered."""
+    name = "Fluent Bit (simulated)"
+
+    def start(self, globs, rate):
+        # Fluent Bit follows a renamed file through its open descriptor until Rotate_Wait; a
+        # Path that matched the rotated names (app.log.1) would read them again once let go.
+        globs = [g[:-1] if g.endswith(".log*") else g for g in globs]
+        fb = os.path.join(WORK, "fluent-bit")
+        return subprocess.Popen([sys.executable, os.path.join(SIMS, "fluentbit_sim.py"), "ship",
+                                 "--config", self.config(), "--db", os.path.join(fb, "tail.db"),
+                                 "--storage-path", os.path.join(fb, "storage"),
+                                 "--storage-type", "filesystem", "--rate", str(rate),
+                                 "--output", self.output()] + globs)
+
+    def config(self):
+        return os.path.join(WORK, "fluent-bit.conf")
+
+    def flags(self):
+        return ["--shipper", "fluent-bit", "--fluent-bit-config", self.config()]
+
+    def output(self):
+        return os.path.join(WORK, "delivered.log")
+
+
+SHIPPERS = {"filebeat": Filebeat, "cloudwatch": CloudWatch, "fluent-bit": FluentBit}
 
 
 def backlog(shipper):

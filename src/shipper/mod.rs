@@ -12,6 +12,7 @@
 
 pub mod cloudwatch;
 pub mod filebeat;
+pub mod fluentbit;
 
 use crate::backlog::{ProcScan, SourceBacklog};
 use crate::registry::RegistryError;
@@ -52,6 +53,8 @@ pub enum Kind {
     #[value(alias = "cloudwatch-agent")]
     #[serde(alias = "cloudwatch-agent")]
     Cloudwatch,
+    /// Fluent Bit: its tail DBs, its chunks and its drop counters.
+    FluentBit,
 }
 
 impl Kind {
@@ -59,6 +62,7 @@ impl Kind {
         match self {
             Kind::Filebeat => "filebeat",
             Kind::Cloudwatch => "cloudwatch",
+            Kind::FluentBit => "fluent-bit",
         }
     }
 }
@@ -169,6 +173,9 @@ pub fn detect(spec: &Spec) -> Result<Detected, ShipperError> {
     }
     if spec.wants(Kind::Cloudwatch) {
         cloudwatch::detect(spec, &mut d)?;
+    }
+    if spec.wants(Kind::FluentBit) {
+        fluentbit::detect(spec, &mut d)?;
     }
     if d.sources.is_empty() {
         return Err(ShipperError::NothingFound { looked: d.looked });
