@@ -136,6 +136,18 @@ impl Progress<'_> {
         if queued > 0 {
             s += &format!(" ({} of it in queues)", human_bytes(queued));
         }
+        let other: Vec<String> = b
+            .sources
+            .iter()
+            .flat_map(|src| {
+                src.waiting
+                    .iter()
+                    .map(move |w| format!("{}: {w}", src.owner))
+            })
+            .collect();
+        if !other.is_empty() {
+            s += &format!("; waiting for {}", other.join(", "));
+        }
         if let Some(r) = self.rate {
             s += &format!(", shipping {}/s", human_bytes(r as u64));
         }
