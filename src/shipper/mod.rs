@@ -11,6 +11,7 @@
 //! [`detect`]: neither the drain's waiting nor the agent changes.
 
 pub mod filebeat;
+pub mod vector;
 
 use crate::backlog::{ProcScan, SourceBacklog};
 use crate::registry::RegistryError;
@@ -47,12 +48,15 @@ pub trait Shipper: Send {
 pub enum Kind {
     /// filebeat, alone or under Elastic Agent: registries and disk queue.
     Filebeat,
+    /// Vector's `file` sources: their checkpoints.json.
+    Vector,
 }
 
 impl Kind {
     pub const fn name(self) -> &'static str {
         match self {
             Kind::Filebeat => "filebeat",
+            Kind::Vector => "vector",
         }
     }
 }
@@ -159,6 +163,9 @@ pub fn detect(spec: &Spec) -> Result<Detected, ShipperError> {
     let mut d = Detected::default();
     if spec.wants(Kind::Filebeat) {
         filebeat::detect(spec, &mut d)?;
+    }
+    if spec.wants(Kind::Vector) {
+        vector::detect(spec, &mut d)?;
     }
     if d.sources.is_empty() {
         return Err(ShipperError::NothingFound { looked: d.looked });
