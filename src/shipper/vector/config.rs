@@ -83,21 +83,21 @@ impl FileSource {
     pub fn inexact(&self) -> Vec<String> {
         let mut why = Vec::new();
         if self.sinks.is_empty() {
-            why.push(format!(
-                "no sink in the configuration read reads from source {} (through any transform), so what it delivers to cannot be judged; if the configuration is split over several files, name them all (--vector-config takes a directory)",
-                self.id
-            ));
+            why.push(
+                "no sink in the configuration read reads from this source (directly or through transforms), so what its lines are delivered to cannot be judged; if the configuration is split over several files, name them all (--vector-config takes a directory)"
+                    .to_string(),
+            );
         }
         if !self.acks.enabled {
             why.push(format!(
-                "end-to-end acknowledgements are off for source {} ({}): its checkpoints advance when Vector reads a line (src/sources/file.rs:664-666), not when a sink delivers it. Set `acknowledgements.enabled: true` on the sinks it feeds, or globally",
-                self.id, self.acks.decided_by
+                "end-to-end acknowledgements are off ({}): checkpoints advance when Vector reads a line (src/sources/file.rs:664-666), not when a sink delivers it. Set `acknowledgements.enabled: true` on the sinks this source feeds, or globally",
+                self.acks.decided_by
             ));
         }
         for s in self.sinks.iter().filter(|s| s.disk_buffer) {
             why.push(format!(
-                "sink {} has a disk buffer: the checkpoints of source {} advance when an event is written to the buffer, not when the sink delivers it, and what waits in the buffer cannot be read (its ledger is private to Vector). Use a memory buffer for an exact drain",
-                s.id, self.id
+                "sink {} has a disk buffer: checkpoints advance when a line is written to the buffer, not when the sink delivers it, and what waits in the buffer cannot be read (its ledger is private to Vector). Use a memory buffer for an exact drain",
+                s.id
             ));
         }
         why
@@ -674,10 +674,7 @@ encoding.codec = "json"
         assert_eq!(s.exclude, vec!["/var/log/secret.log"]);
         assert!(!s.acks.enabled);
         let why = s.inexact().join("; ");
-        assert!(
-            why.contains("acknowledgements are off for source logs"),
-            "{why}"
-        );
+        assert!(why.contains("acknowledgements are off"), "{why}");
     }
 
     #[test]
