@@ -3,8 +3,15 @@
 //! A source's `<data_dir>/<id>/checkpoints.json` ([`checkpoints`]) holds a position per
 //! fingerprint and no paths. Each look globs the source's `include` patterns (less
 //! `exclude`) as Vector does, computes every file's fingerprint ([`fingerprint`]) and
-//! judges position against size. Files renamed out of the patterns or deleted while Vector
-//! still reads them are found among the open files of the `vector` process.
+//! judges position against size; a file without a checkpoint is pending from its start.
+//! Outside the patterns, files renamed away or deleted while Vector still reads them are
+//! found among the open files of the `vector` process in the patterns' directories, and
+//! files renamed away that Vector already closed are found beside the patterns by their
+//! fingerprint, when a checkpoint names them or when an earlier look saw them pending.
+//! (With acknowledgements a file's first checkpoint appears when its first line is
+//! delivered: a file renamed out of the patterns, read to its end and closed before that,
+//! and never seen by this drain, cannot be seen. Patterns that match the rotated names too,
+//! `app.log*`, close that gap.)
 //!
 //! What a position means depends on the configuration ([`config`]): with end-to-end
 //! acknowledgements it moves when every sink fed by the source has delivered the line
@@ -37,6 +44,9 @@ pub struct Vector {
     procs: ProcScan,
     /// Fingerprints computed at earlier looks, by (device, inode).
     known: HashMap<(u64, u64), Known>,
+    /// Files listed as pending without a checkpoint at the last look: still waited for if
+    /// they leave the patterns before their first line is delivered.
+    awaited: HashSet<Fingerprint>,
 }
 
 /// A file's fingerprint as computed, and what it was computed from.
@@ -67,6 +77,7 @@ impl Vector {
             source,
             procs,
             known: HashMap::new(),
+            awaited: HashSet::new(),
         }
     }
 
@@ -170,27 +181,111 @@ impl Vector {
         Ok(out)
     }
 
-    /// Files the `vector` process holds open that are not among `except` (renamed out of the
-    /// patterns, or deleted, and still being read).
-    fn held_open(&mut self, except: &HashSet<(u64, u64)>) -> Vec<Candidate> {
-        let mut out = Vec::new();
-        for o in open_files(&self.procs) {
-            let key = (o.meta.dev(), o.meta.ino());
-            if except.contains(&key) || out.iter().any(|c: &Candidate| (c.dev, c.ino) == key) {
+    /// The directories of the include patterns (their directory part globbed), each with the
+    /// literal start of the pattern's file name (`app` for `app.log*`, empty for `*.log`).
+    fn pattern_dirs(&self) -> Vec<(PathBuf, String)> {
+        let mut dirs: Vec<(PathBuf, String)> = Vec::new();
+        for pattern in &self.source.include {
+            let p = Path::new(pattern);
+            let (Some(parent), Some(name)) = (p.parent(), p.file_name().and_then(|n| n.to_str()))
+            else {
                 continue;
+            };
+            let prefix: String = name
+                .chars()
+                .take_while(|c| !matches!(c, '*' | '?' | '[' | '{' | '.'))
+                .collect();
+            let Ok(found) = glob::glob(&parent.to_string_lossy()) else {
+                continue;
+            };
+            for d in found.flatten().filter(|d| d.is_dir()) {
+                if !dirs.iter().any(|(x, pre)| *x == d && *pre == prefix) {
+                    dirs.push((d, prefix.clone()));
+                }
             }
-            if let Some((fingerprint, size)) = self.identify(&o.fd_path, &o.meta) {
-                out.push(Candidate {
-                    path: o.target,
-                    dev: key.0,
-                    ino: key.1,
-                    size,
-                    modified: o.meta.modified().ok(),
-                    fingerprint,
-                });
+        }
+        dirs
+    }
+
+    /// Files beside the patterns' matches whose names continue a pattern's literal start
+    /// (`app.log` → `app.log.1`, `app-2026-01-01.log`), not among `except`: a file renamed
+    /// out of the patterns, which Vector reads through its descriptor to its end and then
+    /// closes (file_server.rs:357-374) while its last lines may not be delivered yet.
+    fn renamed_away(
+        &mut self,
+        dirs: &[(PathBuf, String)],
+        except: &HashSet<(u64, u64)>,
+    ) -> Vec<Candidate> {
+        let mut out = Vec::new();
+        for (dir, prefix) in dirs {
+            let Ok(rd) = fs::read_dir(dir) else { continue };
+            for e in rd.flatten() {
+                if !e
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(prefix.as_str()))
+                {
+                    continue;
+                }
+                let p = e.path();
+                let Ok(meta) = fs::metadata(&p) else { continue };
+                self.consider(&p, p.clone(), &meta, except, &mut out);
             }
         }
         out
+    }
+
+    /// Files the `vector` process holds open, in the patterns' directories under a name that
+    /// continues a pattern's (a deleted file Vector still reads shows as `app.log.1
+    /// (deleted)`), not among `except`. Other files it holds (a file sink's output, whose
+    /// first line is a copy of a log's, its disk buffer) are never a source's.
+    fn held_open(
+        &mut self,
+        dirs: &[(PathBuf, String)],
+        except: &HashSet<(u64, u64)>,
+    ) -> Vec<Candidate> {
+        let mut out = Vec::new();
+        for o in open_files(&self.procs) {
+            let shown = o.target.to_string_lossy();
+            let at = Path::new(shown.strip_suffix(" (deleted)").unwrap_or(&shown));
+            let beside = dirs.iter().any(|(d, prefix)| {
+                at.parent() == Some(d.as_path())
+                    && at
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(prefix.as_str()))
+            });
+            if beside {
+                self.consider(&o.fd_path, o.target.clone(), &o.meta, except, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Adds the file (read at `open_at`, shown as `path`) to `out` with its fingerprint,
+    /// unless it is among `except` or already there.
+    fn consider(
+        &mut self,
+        open_at: &Path,
+        path: PathBuf,
+        meta: &fs::Metadata,
+        except: &HashSet<(u64, u64)>,
+        out: &mut Vec<Candidate>,
+    ) {
+        let key = (meta.dev(), meta.ino());
+        if !meta.is_file() || except.contains(&key) || out.iter().any(|c| (c.dev, c.ino) == key) {
+            return;
+        }
+        if let Some((fingerprint, size)) = self.identify(open_at, meta) {
+            out.push(Candidate {
+                path,
+                dev: key.0,
+                ino: key.1,
+                size,
+                modified: meta.modified().ok(),
+                fingerprint,
+            });
+        }
     }
 
     fn look_now(&mut self) -> Result<SourceBacklog, ShipperError> {
@@ -209,26 +304,42 @@ impl Vector {
                 }
             }
         }
-        let unmatched = cps.entries.iter().any(|c| {
-            !by_fp.contains_key(&c.fingerprint) && !matches!(c.fingerprint, Fingerprint::Legacy(_))
-        });
-        let mut held: HashMap<Fingerprint, Candidate> = HashMap::new();
-        if unmatched {
-            for c in self.held_open(&live) {
-                held.entry(c.fingerprint).or_insert(c);
+        // Outside the patterns: what Vector holds open beside them (renamed or deleted, and
+        // still read), and, when a checkpoint or a file awaited since an earlier look is
+        // still not found, files renamed beside them.
+        let dirs = self.pattern_dirs();
+        let mut beside: HashMap<Fingerprint, Candidate> = HashMap::new();
+        let mut seen = live.clone();
+        for c in self.held_open(&dirs, &live) {
+            seen.insert((c.dev, c.ino));
+            beside.entry(c.fingerprint).or_insert(c);
+        }
+        let found = |fp: &Fingerprint, beside: &HashMap<Fingerprint, Candidate>| {
+            by_fp.contains_key(fp) || beside.contains_key(fp)
+        };
+        let missing = cps
+            .entries
+            .iter()
+            .map(|c| c.fingerprint)
+            .filter(|fp| !matches!(fp, Fingerprint::Legacy(_)))
+            .chain(self.awaited.iter().copied())
+            .any(|fp| !found(&fp, &beside));
+        if missing {
+            for c in self.renamed_away(&dirs, &seen) {
+                beside.entry(c.fingerprint).or_insert(c);
             }
         }
         // Forget the fingerprints of files no longer seen.
         self.known
-            .retain(|k, _| live.contains(k) || held.values().any(|c| (c.dev, c.ino) == *k));
+            .retain(|k, _| live.contains(k) || beside.values().any(|c| (c.dev, c.ino) == *k));
 
         let mut files = Vec::new();
-        let mut checkpointed = HashSet::new();
+        let checkpointed: HashSet<Fingerprint> =
+            cps.entries.iter().map(|c| c.fingerprint).collect();
         for c in &cps.entries {
-            checkpointed.insert(c.fingerprint);
             let found = by_fp
                 .get(&c.fingerprint)
-                .or_else(|| held.get(&c.fingerprint));
+                .or_else(|| beside.get(&c.fingerprint));
             files.push(match found {
                 Some(f) => FileBacklog::measure(
                     Some(f.path.clone()),
@@ -246,19 +357,27 @@ impl Vector {
                 }
             });
         }
+
+        // Files without a checkpoint yet: in the patterns, held open by Vector, or awaited
+        // since an earlier look (with acknowledgements a file gets its first checkpoint when
+        // its first line is delivered: one renamed out of the patterns and read to its end
+        // before that is found again by its fingerprint beside them).
         let vector_started = if self.source.read_from_end {
             started(&self.procs)
         } else {
             None
         };
         let now = SystemTime::now();
-        for c in by_fp
-            .values()
-            .filter(|c| !checkpointed.contains(&c.fingerprint))
-        {
+        let mut awaited = HashSet::new();
+        let unchecked = by_fp.values().chain(beside.values().filter(|c| {
+            !by_fp.contains_key(&c.fingerprint)
+                && (self.awaited.contains(&c.fingerprint) || held_by_vector(c, &seen, &live))
+        }));
+        for c in unchecked.filter(|c| !checkpointed.contains(&c.fingerprint)) {
             if !self.read_from_start(c, vector_started, now) {
                 continue;
             }
+            awaited.insert(c.fingerprint);
             files.push(FileBacklog::measure(
                 Some(c.path.clone()),
                 Some(c.ino),
@@ -267,6 +386,7 @@ impl Vector {
                 Some((c.path.clone(), c.size)),
             ));
         }
+        self.awaited = awaited;
         files.sort_by(|a, b| (a.source.is_none(), &a.source).cmp(&(b.source.is_none(), &b.source)));
 
         let mut b = SourceBacklog::of_files(
@@ -306,6 +426,13 @@ impl Vector {
             _ => true,
         }
     }
+}
+
+/// Whether a candidate found outside the patterns came from Vector's open files (those found
+/// beside the patterns only by name are not known to be Vector's).
+fn held_by_vector(c: &Candidate, seen: &HashSet<(u64, u64)>, live: &HashSet<(u64, u64)>) -> bool {
+    let key = (c.dev, c.ino);
+    seen.contains(&key) && !live.contains(&key)
 }
 
 fn compute(strategy: &Strategy, open_at: &Path, meta: &fs::Metadata) -> Option<Known> {
