@@ -53,7 +53,28 @@ class Filebeat:
         return os.path.join(WORK, "delivered.log")
 
 
-SHIPPERS = {"filebeat": Filebeat}
+class Vector:
+    """Vector (simulated): a file source whose sink has end-to-end acknowledgements, so its
+    checkpoints.json moves when the sink delivered a line."""
+    name = "Vector (simulated)"
+
+    def start(self, globs, rate):
+        return subprocess.Popen([sys.executable, os.path.join(SIMS, "vector_sim.py"), "ship",
+                                 "--data-dir", os.path.join(WORK, "vector-data"), "--acks",
+                                 "--rate", str(rate), "--output", self.output(),
+                                 "--write-config", self.config()] + globs)
+
+    def flags(self):
+        return ["--shipper", "vector", "--vector-config", self.config()]
+
+    def config(self):
+        return os.path.join(WORK, "vector.yaml")
+
+    def output(self):
+        return os.path.join(WORK, "delivered.log")
+
+
+SHIPPERS = {"filebeat": Filebeat, "vector": Vector}
 
 
 def backlog(shipper):
