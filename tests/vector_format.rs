@@ -237,6 +237,35 @@ fn a_gzip_file_counts_its_decompressed_bytes() {
     );
 }
 
+/// A gzip file too large to decompress within one look (64 MiB a look, so the agent's runtime
+/// is never held for long) is counted over several: meanwhile the source is not drained.
+#[test]
+fn a_large_gzip_file_is_measured_over_several_looks() {
+    use std::io::Write;
+    let s = Setup::new();
+    s.config("", ACKS);
+    let line = b"hello world\n";
+    let total = 70u64 << 20; // 70 MiB, a multiple of the line's 12 bytes rounded down below
+    let lines = total / line.len() as u64;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let block = line.repeat(4096);
+    for _ in 0..lines / 4096 {
+        e.write_all(&block).unwrap();
+    }
+    let size = lines / 4096 * 4096 * line.len() as u64;
+    s.write("logs/big.log.1.gz", &e.finish().unwrap());
+    s.checkpoints("checkpoints.json", &[(checksum(HELLO), size)]);
+    let b = s.backlog();
+    assert_eq!(b["drained"], false, "{b:#}");
+    let waiting = b["sources"][0]["waiting"].to_string();
+    assert!(
+        waiting.contains("counting the decompressed size of"),
+        "{b:#}"
+    );
+    let out = s.run(&["drain", "--settle", "500ms", "--timeout", "60s"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+}
+
 #[test]
 fn check_is_exact_only_with_acknowledgements_and_no_disk_buffer() {
     let s = Setup::new();

@@ -47,16 +47,33 @@ pub struct Vector {
     /// Files listed as pending without a checkpoint at the last look: still waited for if
     /// they leave the patterns before their first line is delivered.
     awaited: HashSet<Fingerprint>,
+    /// Decompressed bytes this look may still count (see [`GZIP_BUDGET`]).
+    gzip_budget: u64,
+    /// Gzip files whose decompressed size is still being counted.
+    measuring: Vec<String>,
+    /// The files identified at this look (their fingerprints are kept for the next).
+    touched: HashSet<(u64, u64)>,
 }
 
+/// Decompressed bytes counted per look: a look must not hold the agent's runtime for long,
+/// so a large gzip file is measured over several looks (the drain is not over meanwhile).
+const GZIP_BUDGET: u64 = 64 << 20;
+
 /// A file's fingerprint as computed, and what it was computed from.
-#[derive(Clone)]
 struct Known {
     len: u64,
     modified: Option<SystemTime>,
     fingerprint: Option<Fingerprint>,
-    /// The decompressed length of a gzip file.
-    gzip_len: Option<u64>,
+    gzip: Option<Gzip>,
+}
+
+/// A gzip file's decompressed size (Vector's positions count decompressed bytes).
+enum Gzip {
+    Measured(u64),
+    Measuring {
+        reader: Box<dyn std::io::Read + Send>,
+        so_far: u64,
+    },
 }
 
 /// A file a checkpoint may belong to.
@@ -78,6 +95,9 @@ impl Vector {
             procs,
             known: HashMap::new(),
             awaited: HashSet::new(),
+            gzip_budget: GZIP_BUDGET,
+            measuring: Vec::new(),
+            touched: HashSet::new(),
         }
     }
 
@@ -100,26 +120,58 @@ impl Vector {
         }
     }
 
-    /// The fingerprint (and size) of a file, computed again only when it may have changed.
+    /// The fingerprint (and size) of a file, computed again only when it may have changed;
+    /// `None` when Vector would not read it, or while its decompressed size is counted.
     fn identify(&mut self, open_at: &Path, meta: &fs::Metadata) -> Option<(Fingerprint, u64)> {
         let key = (meta.dev(), meta.ino());
+        let again = !self.touched.insert(key);
         let modified = meta.modified().ok();
         let stale = |k: &Known| {
             k.len > meta.len()
                 || (k.fingerprint.is_none() && k.len != meta.len())
-                || (k.gzip_len.is_some() && (k.len != meta.len() || k.modified != modified))
+                || (k.gzip.is_some() && (k.len != meta.len() || k.modified != modified))
         };
-        let known = match self.known.get(&key) {
-            Some(k) if !stale(k) => k.clone(),
-            _ => {
-                let k = compute(&self.source.strategy, open_at, meta)?;
-                self.known.insert(key, k.clone());
-                k
+        if self.known.get(&key).is_none_or(stale) {
+            self.known.remove(&key);
+            let k = compute(&self.source.strategy, open_at, meta)?;
+            self.known.insert(key, k);
+        }
+        let k = self.known.get_mut(&key)?;
+        let fingerprint = k.fingerprint?;
+        let size = match &mut k.gzip {
+            None => meta.len(),
+            Some(Gzip::Measured(n)) => *n,
+            Some(Gzip::Measuring { .. }) if again => return None,
+            Some(Gzip::Measuring { reader, so_far }) => {
+                let ask = self.gzip_budget;
+                let n = match std::io::copy(
+                    &mut std::io::Read::take(reader, ask),
+                    &mut std::io::sink(),
+                ) {
+                    Ok(n) => n,
+                    Err(_) => {
+                        // Not a whole gzip file (still being written): not readable yet.
+                        self.known.remove(&key);
+                        return None;
+                    }
+                };
+                self.gzip_budget -= n;
+                *so_far += n;
+                if ask > 0 && n < ask {
+                    let total = *so_far;
+                    k.gzip = Some(Gzip::Measured(total));
+                    total
+                } else {
+                    self.measuring.push(format!(
+                        "counting the decompressed size of {} ({} so far)",
+                        open_at.display(),
+                        crate::backlog::human_bytes(*so_far)
+                    ));
+                    return None;
+                }
             }
         };
-        known
-            .fingerprint
-            .map(|f| (f, known.gzip_len.unwrap_or(meta.len())))
+        Some((fingerprint, size))
     }
 
     /// The files the source's patterns match now, each with its fingerprint.
@@ -290,6 +342,9 @@ impl Vector {
 
     fn look_now(&mut self) -> Result<SourceBacklog, ShipperError> {
         let cps = checkpoints::read(&self.source.state_dir)?;
+        self.gzip_budget = GZIP_BUDGET;
+        self.measuring.clear();
+        self.touched.clear();
         let globbed = self.globbed()?;
         let live: HashSet<(u64, u64)> = globbed.iter().map(|c| (c.dev, c.ino)).collect();
 
@@ -330,8 +385,8 @@ impl Vector {
             }
         }
         // Forget the fingerprints of files no longer seen.
-        self.known
-            .retain(|k, _| live.contains(k) || beside.values().any(|c| (c.dev, c.ino) == *k));
+        let touched = &self.touched;
+        self.known.retain(|k, _| touched.contains(k));
 
         let mut files = Vec::new();
         let checkpointed: HashSet<Fingerprint> =
@@ -398,6 +453,7 @@ impl Vector {
         );
         b.inexact = self.source.inexact();
         b.proof = self.proof();
+        b.waiting = std::mem::take(&mut self.measuring);
         Ok(b)
     }
 
@@ -436,21 +492,23 @@ fn held_by_vector(c: &Candidate, seen: &HashSet<(u64, u64)>, live: &HashSet<(u64
 }
 
 fn compute(strategy: &Strategy, open_at: &Path, meta: &fs::Metadata) -> Option<Known> {
-    let modified = meta.modified().ok();
-    let gzip = matches!(strategy, Strategy::Checksum { .. })
-        && fingerprint::is_gzip(open_at).unwrap_or(false);
-    let gzip_len = if gzip {
-        // A gzip file still being written does not decompress: not readable yet.
-        Some(fingerprint::gzip_len(open_at).ok()?)
+    let gzip = if fingerprint::is_gzip(open_at).unwrap_or(false) {
+        let f = fs::File::open(open_at).ok()?;
+        Some(Gzip::Measuring {
+            reader: Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+                f,
+            ))),
+            so_far: 0,
+        })
     } else {
         None
     };
     let fingerprint = strategy.fingerprint(open_at, meta).ok()?;
     Some(Known {
         len: meta.len(),
-        modified,
+        modified: meta.modified().ok(),
         fingerprint,
-        gzip_len,
+        gzip,
     })
 }
 
