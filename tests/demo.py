@@ -37,7 +37,14 @@ def say(what):
     print("[%5.1fs] %s" % (time.time() - T0, what), flush=True)
 
 
-class Filebeat:
+class Shipper:
+    """What every entry shares: its output (the log store) is one file of delivered lines."""
+
+    def output(self):
+        return os.path.join(WORK, "delivered.log")
+
+
+class Filebeat(Shipper):
     """filebeat (simulated) with its memory queue: the registry advances on the output's ack."""
     name = "filebeat (simulated)"
 
@@ -49,11 +56,8 @@ class Filebeat:
     def flags(self):
         return ["--shipper", "filebeat", "--registry", os.path.join(WORK, "data")]
 
-    def output(self):
-        return os.path.join(WORK, "delivered.log")
 
-
-class CloudWatch:
+class CloudWatch(Shipper):
     """The Amazon CloudWatch agent (simulated): its state files advance after PutLogEvents."""
     name = "the CloudWatch agent (simulated)"
 
@@ -68,11 +72,8 @@ class CloudWatch:
     def flags(self):
         return ["--shipper", "cloudwatch", "--cloudwatch-agent-dir", self.dir()]
 
-    def output(self):
-        return os.path.join(WORK, "delivered.log")
 
-
-class FluentBit:
+class FluentBit(Shipper):
     """Fluent Bit (simulated), filesystem storage and its HTTP server on: its tail DB's offsets
     advance when lines are read into a chunk; the chunks left and the drop counters say what
     the output has not delivered."""
@@ -95,11 +96,26 @@ class FluentBit:
     def flags(self):
         return ["--shipper", "fluent-bit", "--fluent-bit-config", self.config()]
 
-    def output(self):
-        return os.path.join(WORK, "delivered.log")
+
+class Vector(Shipper):
+    """Vector (simulated): a file source whose sink has end-to-end acknowledgements, so its
+    checkpoints.json moves when the sink delivered a line."""
+    name = "Vector (simulated)"
+
+    def start(self, globs, rate):
+        return subprocess.Popen([sys.executable, os.path.join(SIMS, "vector_sim.py"), "ship",
+                                 "--data-dir", os.path.join(WORK, "vector-data"), "--acks",
+                                 "--rate", str(rate), "--output", self.output(),
+                                 "--write-config", self.config()] + globs)
+
+    def flags(self):
+        return ["--shipper", "vector", "--vector-config", self.config()]
+
+    def config(self):
+        return os.path.join(WORK, "vector.yaml")
 
 
-SHIPPERS = {"filebeat": Filebeat, "cloudwatch": CloudWatch, "fluent-bit": FluentBit}
+SHIPPERS = {"filebeat": Filebeat, "cloudwatch": CloudWatch, "fluent-bit": FluentBit, "vector": Vector}
 
 
 def backlog(shipper):

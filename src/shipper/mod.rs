@@ -13,6 +13,7 @@
 pub mod cloudwatch;
 pub mod filebeat;
 pub mod fluentbit;
+pub mod vector;
 
 use crate::backlog::{ProcScan, SourceBacklog};
 use crate::registry::RegistryError;
@@ -55,6 +56,8 @@ pub enum Kind {
     Cloudwatch,
     /// Fluent Bit: its tail DBs, its chunks and its drop counters.
     FluentBit,
+    /// Vector's `file` sources: their checkpoints.json.
+    Vector,
 }
 
 impl Kind {
@@ -63,6 +66,7 @@ impl Kind {
             Kind::Filebeat => "filebeat",
             Kind::Cloudwatch => "cloudwatch",
             Kind::FluentBit => "fluent-bit",
+            Kind::Vector => "vector",
         }
     }
 }
@@ -176,6 +180,9 @@ pub fn detect(spec: &Spec) -> Result<Detected, ShipperError> {
     }
     if spec.wants(Kind::FluentBit) {
         fluentbit::detect(spec, &mut d)?;
+    }
+    if spec.wants(Kind::Vector) {
+        vector::detect(spec, &mut d)?;
     }
     if d.sources.is_empty() {
         return Err(ShipperError::NothingFound { looked: d.looked });
