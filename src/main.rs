@@ -228,6 +228,16 @@ async fn run_drain(opts: DrainOptions, report_to: Option<PathBuf>) -> Result<Exi
             );
             exit::LOST
         }
+        Ended::Drained if !backlog.inexact().is_empty() => {
+            tracing::warn!(
+                "drained as far as can be judged: {} read to their end and quiet for {} after {}; not exact: {}",
+                drainhook::backlog::plural(backlog.files().count(), "file"),
+                duration::format(opts.settle),
+                duration::format(outcome.waited),
+                backlog.inexact().join("; ")
+            );
+            0
+        }
         Ended::Drained => {
             tracing::info!(
                 "drained: {} delivered to their end after {}",
