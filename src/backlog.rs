@@ -211,6 +211,7 @@ impl SourceBacklog {
             self.files.len(),
             self.waiting().count(),
             self.pending_bytes,
+            self.queue.as_ref().is_some_and(|q| q.bytes > 0),
             self.is_drained(),
             self.incomplete,
         );
@@ -234,15 +235,19 @@ pub fn queue_line(q: &QueueBacklog) -> String {
     )
 }
 
+/// `total: 2 files, 55.0 kB pending in 1 file (55000 bytes); not drained`, and where a
+/// queue holds some: `... pending in 1 file and the queues (...)`.
 fn total_line(
     files: usize,
     waiting: usize,
     pending: u64,
+    queued: bool,
     drained: bool,
     incomplete: bool,
 ) -> String {
+    let queues = if queued { " and the queues" } else { "" };
     format!(
-        "total: {files} files, {} pending in {} ({pending} bytes); {}",
+        "total: {files} files, {} pending in {}{queues} ({pending} bytes); {}",
         human_bytes(pending),
         plural(waiting, "file"),
         if drained {
@@ -380,6 +385,9 @@ impl Backlog {
                 self.files().count(),
                 self.waiting().count(),
                 self.pending_bytes(),
+                self.sources
+                    .iter()
+                    .any(|s| s.queue.as_ref().is_some_and(|q| q.bytes > 0)),
                 self.is_drained(),
                 false,
             );
