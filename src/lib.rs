@@ -18,4 +18,5 @@ pub mod logging;
 pub mod message;
 pub mod registry;
 pub mod sdnotify;
+pub mod trust;
 pub mod utc;

@@ -143,6 +143,76 @@ fn the_sysv_script_arms_at_start_and_drains_at_stop() {
     assert!(!lock.exists(), "stop removes the lock");
 }
 
+/// `drainhook agent --config <cfg>`: its exit code and stderr. The file holds a valid config
+/// that the agent rejects once read (no trigger), so that reading it is visible.
+fn agent_with_config(cfg: &Path) -> (Option<i32>, String) {
+    let out = drainhook()
+        .args(["agent", "--config"])
+        .arg(cfg)
+        .env_remove("DRAINHOOK_QUEUE_URL")
+        .env_remove("DRAINHOOK_IMDS_TRIGGER")
+        .output()
+        .unwrap();
+    (out.status.code(), stderr(&out))
+}
+
+#[test]
+fn the_agent_refuses_a_config_file_anyone_but_root_can_change() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("etc-drainhook");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = dir.join("drainhook.toml");
+    fs::write(&cfg, "imds_trigger = false\n").unwrap();
+    let chmod = |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+    chmod(&cfg, 0o644);
+
+    // Accepted: read (and then rejected for what it says).
+    let (code, err) = agent_with_config(&cfg);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no trigger"), "{err}");
+
+    // The file writable by everyone: refused before it is read, naming the file and the fix.
+    chmod(&cfg, 0o666);
+    let (code, err) = agent_with_config(&cfg);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("refusing to start")
+            && err.contains(&format!("config file {}", cfg.display()))
+            && err.contains(&format!("Fix: chmod go-w {}", cfg.display())),
+        "{err}"
+    );
+    assert!(!err.contains("no trigger"), "it was read: {err}");
+    chmod(&cfg, 0o644);
+
+    // Its directory writable by the group.
+    chmod(&dir, 0o775);
+    let (code, err) = agent_with_config(&cfg);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("its directory {} is writable", dir.display()))
+            && err.contains(&format!("Fix: chmod go-w {}", dir.display())),
+        "{err}"
+    );
+    chmod(&dir, 0o755);
+
+    // Owned by another user (only root can give a file away; CI runs as root).
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(&cfg, Some(4242), Some(4242)).unwrap();
+        let (code, err) = agent_with_config(&cfg);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(
+            err.contains(&format!(
+                "config file {} is owned by uid 4242, not root",
+                cfg.display()
+            )) && err.contains(&format!("Fix: chown root:root {}", cfg.display())),
+            "{err}"
+        );
+    }
+}
+
 /// Every file and link under `root`, with its content or target.
 fn tree(root: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
