@@ -93,6 +93,170 @@ fn systemd_analyze_verifies_both_units() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// What `systemd-analyze security --offline=true` rates a unit of `systemd/` (its "Overall
+/// exposure level", 0 to 10: lower is more confined).
+fn exposure(name: &str) -> f64 {
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(repo(&format!("systemd/{name}")))
+        .output()
+        .expect("systemd-analyze is needed (apt-get install systemd; .ci/run installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level for"))
+        .unwrap_or_else(|| panic!("no exposure level for {name}: {text}{}", stderr(&out)));
+    line.rsplit(':')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn systemd_analyze_security_rates_both_units_within_their_bars() {
+    let agent = exposure("drainhook.service");
+    let fallback = exposure("drainhook-shutdown.service");
+    eprintln!("systemd-analyze security --offline=true: drainhook.service {agent:.1}, drainhook-shutdown.service {fallback:.1}");
+    assert!(
+        agent <= 4.0,
+        "drainhook.service is rated {agent}, above 4.0"
+    );
+    assert!(
+        fallback <= 3.0,
+        "drainhook-shutdown.service is rated {fallback}, above 3.0"
+    );
+}
+
+#[test]
+fn the_units_write_their_own_directories_alone_and_the_marker_outlives_them() {
+    for name in ["drainhook.service", "drainhook-shutdown.service"] {
+        let u = unit(name);
+        // Read-only everywhere but the directories systemd makes for the unit.
+        assert_eq!(u["ProtectSystem"], vec!["strict"], "{name}");
+        assert!(!u.contains_key("ReadWritePaths"), "{name}: {u:?}");
+        assert_eq!(u["RuntimeDirectory"], vec!["drainhook"], "{name}");
+        assert_eq!(u["LogsDirectory"], vec!["drainhook"], "{name}");
+        assert_eq!(u["RuntimeDirectoryMode"], vec!["0700"], "{name}");
+        assert_eq!(u["LogsDirectoryMode"], vec!["0700"], "{name}");
+        assert_eq!(u["UMask"], vec!["0077"], "{name}");
+        // Both units share /run/drainhook: neither may remove it when it stops, or the
+        // fallback would not find the agent's marker.
+        assert_eq!(u["RuntimeDirectoryPreserve"], vec!["yes"], "{name}");
+    }
+    // The agent's marker is where the unit lets it write.
+    assert_eq!(
+        Path::new(drainhook::drain::DEFAULT_DRAINED_MARKER).parent(),
+        Some(Path::new("/run/drainhook"))
+    );
+    // Only the agent talks to AWS; the fallback reaches loopback alone, and no local socket.
+    let fallback = unit("drainhook-shutdown.service");
+    assert_eq!(fallback["IPAddressDeny"], vec!["any"]);
+    assert_eq!(fallback["IPAddressAllow"], vec!["localhost"]);
+    assert_eq!(
+        words(&fallback, "RestrictAddressFamilies"),
+        ["AF_INET", "AF_INET6"]
+    );
+    assert_eq!(
+        words(&unit("drainhook.service"), "RestrictAddressFamilies"),
+        ["AF_UNIX", "AF_INET", "AF_INET6"]
+    );
+}
+
+#[test]
+fn the_syscall_filter_is_one_old_systemd_ignores_rather_than_kills_on() {
+    // systemd < 239 (Amazon Linux 2: 219) does not know @system-service; as the first entry
+    // of an allow list it would leave only execve and exit allowed: SIGSYS at start.
+    for name in ["drainhook.service", "drainhook-shutdown.service"] {
+        for filter in &unit(name)["SystemCallFilter"] {
+            assert!(filter.starts_with('~'), "{name}: an allow list: {filter}");
+        }
+    }
+}
+
+/// `setpriv --bounding-set` for a unit's `CapabilityBoundingSet=` words, less `without`.
+fn bounding_set(caps: &[String], without: &str) -> String {
+    let mut set = "-all".to_string();
+    for c in caps.iter().filter(|c| c.as_str() != without) {
+        set += &format!(",+{}", c.trim_start_matches("CAP_").to_lowercase());
+    }
+    set
+}
+
+/// `drainhook backlog --json` run as root with only `caps` in its bounding set, as the
+/// units run it: `(state, pending)` of the registry's one file.
+fn backlog_with(caps: &str, data: &Path) -> (String, u64) {
+    let out = Command::new("setpriv")
+        .arg(format!("--bounding-set={caps}"))
+        .args(["--inh-caps=-all", "--no-new-privs"])
+        .arg(env!("CARGO_BIN_EXE_drainhook"))
+        .args(["backlog", "--json", "--registry"])
+        .arg(data)
+        .output()
+        .expect("setpriv (util-linux) is needed");
+    assert!(out.status.success(), "{caps}: {}", stderr(&out));
+    let b: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = &b["files"][0];
+    (
+        f["state"].as_str().unwrap().to_string(),
+        f["pending"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn the_units_two_capabilities_are_what_reading_the_logs_needs() {
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: dropping capabilities from root needs root (CI runs as root)");
+        return;
+    }
+    let caps = words(&unit("drainhook.service"), "CapabilityBoundingSet");
+    assert_eq!(
+        caps,
+        words(&unit("drainhook-shutdown.service"), "CapabilityBoundingSet")
+    );
+    assert_eq!(caps, ["CAP_DAC_READ_SEARCH", "CAP_SYS_PTRACE"]);
+    let t = tempfile::tempdir().unwrap();
+
+    // A log in a directory only its owner (uid 4242) may enter, with bytes pending that the
+    // shipper does not hold open (shipped to its end, then written to while it was down).
+    let (closed, sim, written) = shipping(&t.path().join("closed"), 30_000, &[]);
+    let t0 = Instant::now();
+    while acked_bytes(&closed) < written && t0.elapsed().as_secs() < 30 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(sim);
+    let logs = t.path().join("closed/logs");
+    let more = write_logs(
+        &logs.join("app.log"),
+        &["--rate", "10000000", "--total", "1000"],
+    );
+    std::os::unix::fs::chown(&logs, Some(4242), Some(4242)).unwrap();
+    fs::set_permissions(&logs, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+
+    // A log deleted while the shipper (root, every capability) still reads it.
+    let (deleted, _sim, _) = shipping(
+        &t.path().join("deleted"),
+        200_000,
+        &["--rate", "2000", "--close-inactive", "120"],
+    );
+    fs::remove_file(t.path().join("deleted/logs/app.log")).unwrap();
+
+    let unit_caps = bounding_set(&caps, "");
+    let (state, pending) = backlog_with(&unit_caps, &closed);
+    assert_eq!((state.as_str(), pending), ("pending", more));
+    let (state, pending) = backlog_with(&unit_caps, &deleted);
+    assert!(state == "pending" && pending > 0, "{state} {pending}");
+    // Each is needed: without it the file looks gone, and a drain would not wait for it.
+    let (state, _) = backlog_with(&bounding_set(&caps, "CAP_DAC_READ_SEARCH"), &closed);
+    assert_eq!(state, "gone", "without CAP_DAC_READ_SEARCH");
+    let (state, _) = backlog_with(&bounding_set(&caps, "CAP_SYS_PTRACE"), &deleted);
+    assert_eq!(state, "gone", "without CAP_SYS_PTRACE");
+}
+
 fn sysv(root: &Path, action: &str, data: &Path) -> (i32, String, std::time::Duration) {
     let t = Instant::now();
     let out = Command::new("sh")
