@@ -551,8 +551,30 @@ fn iam_action(prefix: &str, op: &str) -> String {
     format!("{prefix}:{}", pascal(op.trim_end_matches("_batch")))
 }
 
-/// The actions a policy file allows; only the describe calls (which take no resource) may
-/// be allowed on "*".
+/// The actions Auto Scaling authorizes on every resource only: the Service Authorization
+/// Reference for Amazon EC2 Auto Scaling lists no resource type for them
+/// (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2autoscaling.html).
+const NO_RESOURCE_LEVEL: &[&str] = &[
+    "autoscaling:DescribeAutoScalingInstances",
+    "autoscaling:DescribeLifecycleHooks",
+];
+
+/// The one resource an action of the policy files may name.
+fn scoped_resource(action: &str) -> &'static str {
+    match action {
+        a if NO_RESOURCE_LEVEL.contains(&a) => "*",
+        "autoscaling:CompleteLifecycleAction" | "autoscaling:RecordLifecycleActionHeartbeat" => {
+            "arn:aws:autoscaling:*:*:autoScalingGroup:*:autoScalingGroupName/REPLACE_WITH_GROUP_NAME"
+        }
+        "sqs:SendMessage" => "arn:aws:sqs:*:*:REPLACE_WITH_QUEUE_NAME-dlq",
+        a if a.starts_with("sqs:") => "arn:aws:sqs:*:*:REPLACE_WITH_QUEUE_NAME",
+        a => panic!("no resource scope known for {a}: add it here and to the policies"),
+    }
+}
+
+/// The actions a policy file allows, each checked to be allowed on its own resource only:
+/// the group, the queue, the dead-letter queue, or "*" where Auto Scaling has no
+/// resource-level scope for it.
 fn policy_actions(path: &str) -> std::collections::BTreeSet<String> {
     let policy: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(repo(path)).unwrap()).unwrap();
@@ -560,15 +582,14 @@ fn policy_actions(path: &str) -> std::collections::BTreeSet<String> {
     for st in policy["Statement"].as_array().unwrap() {
         assert_eq!(st["Effect"], "Allow");
         for a in st["Action"].as_array().unwrap() {
-            allowed.insert(a.as_str().unwrap().to_string());
-        }
-        if st["Resource"] == "*" {
-            for a in st["Action"].as_array().unwrap() {
-                assert!(
-                    a.as_str().unwrap().contains(":Describe"),
-                    "{path}: {a} on every resource"
-                );
-            }
+            let a = a.as_str().unwrap();
+            assert_eq!(
+                st["Resource"],
+                scoped_resource(a),
+                "{path}: {a} on {}",
+                st["Resource"]
+            );
+            allowed.insert(a.to_string());
         }
     }
     allowed
