@@ -307,6 +307,58 @@ fn the_sysv_script_arms_at_start_and_drains_at_stop() {
     assert!(!lock.exists(), "stop removes the lock");
 }
 
+#[test]
+fn the_sysv_script_drains_without_core_dumps_with_umask_077_and_the_units_capabilities() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let seen = t.path().join("seen");
+    // Stands in for the binary: notes what it was started with.
+    let bin = t.path().join("drainhook");
+    fs::write(
+        &bin,
+        format!(
+            "#!/bin/sh\n{{ grep -E '^(CapBnd|NoNewPrivs):' /proc/self/status; echo core $(ulimit -c); echo umask $(umask); }} > {}\n",
+            seen.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    // Started as rc may start it: core dumps allowed where the hard limit lets them be.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -c unlimited 2>/dev/null; exec sh \"$0\" stop")
+        .arg(repo("systemd/sysvinit/drainhook"))
+        .env("DRAINHOOK_BIN", &bin)
+        .env("DRAINHOOK_LOCK_DIR", t.path().join("lock"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let seen = fs::read_to_string(&seen).unwrap();
+    let field = |k: &str| {
+        seen.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(field("core"), "0", "{seen}");
+    assert_eq!(field("umask"), "0077", "{seen}");
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // Root can drop capabilities (setpriv): the units' two, CAP_DAC_READ_SEARCH (bit 2)
+        // and CAP_SYS_PTRACE (bit 19), and no new privileges.
+        assert_eq!(
+            words(&unit("drainhook.service"), "CapabilityBoundingSet"),
+            ["CAP_DAC_READ_SEARCH", "CAP_SYS_PTRACE"]
+        );
+        assert_eq!(
+            field("CapBnd:"),
+            format!("{:016x}", (1u64 << 2) | (1 << 19)),
+            "{seen}"
+        );
+        assert_eq!(field("NoNewPrivs:"), "1", "{seen}");
+    }
+}
+
 /// `drainhook agent --config <cfg>`: its exit code and stderr. The file holds a valid config
 /// that the agent rejects once read (no trigger), so that reading it is visible.
 fn agent_with_config(cfg: &Path) -> (Option<i32>, String) {
