@@ -103,7 +103,6 @@ pub enum TrustError {
         path: PathBuf,
         role: Role,
         mode: u32,
-        uid: u32,
     },
     /// The config is neither a regular file nor `/dev/null`.
     NotRegular { config: PathBuf },
@@ -154,11 +153,11 @@ impl fmt::Display for TrustError {
                 path,
                 role,
                 mode,
-                uid,
             } => {
-                let by = match (mode & 0o020 != 0, mode & 0o002 != 0) {
-                    (_, true) => "everyone".to_string(),
-                    _ => format!("its group, not only by its owner uid {uid}"),
+                let by = if mode & 0o002 != 0 {
+                    "everyone"
+                } else {
+                    "its group"
                 };
                 let what = if *role == Role::File {
                     format!("config file {}", config.display())
@@ -224,7 +223,6 @@ pub fn judge(
             path: path.into(),
             role,
             mode: facts.mode,
-            uid: facts.uid,
         });
     }
     Ok(())
