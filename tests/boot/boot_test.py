@@ -302,6 +302,7 @@ PROBES = ["bare"] + [name for name, _, dropin in PRE_DRAIN_COMMANDS if dropin]
 
 PROBE_RUNS = """
 # The pre-drain probes: each command under the agent's sandbox, bare and with each drop-in.
+/opt/boottest/event probes-start
 mkdir -p /var/lib/myapp
 for probe in %s; do
     systemctl start boottest-app.service boottest-user-app.service
@@ -309,6 +310,7 @@ for probe in %s; do
     systemctl start pre-drain-probe-$probe.service
 done
 systemctl stop boottest-user-app.service
+/opt/boottest/event probes-end
 """ % " ".join(PROBES)
 
 
@@ -345,8 +347,10 @@ def pre_drain_probes(root):
                      os.path.join(ROOT, "systemd", "pre-drain", dropin), 0o644)
 
 
-def check_pre_drain_probes(name, disk, problems):
+def check_pre_drain_probes(name, disk, ev, problems):
     """Bare, only `systemctl stop` works; each drop-in adds its own command and no other."""
+    start, end = when(ev, "probes-start"), when(ev, "probes-end")
+    say("  pre-drain probes: %s" % ("%.1fs" % (end - start) if start and end else "did not end"))
     for probe in PROBES:
         got = {}
         for line in guest_file(disk, "/var/log/boottest/probe-" + probe).splitlines():
@@ -610,7 +614,7 @@ def check_agent(name, disk, ev, emulator, problems):
                                                    else "(no permission error said)"))
     if refused is None or PRE_DRAIN_REFUSED not in refused or "drainhook.service.d" not in refused:
         problems.append("%s: the agent did not say its pre-drain command was refused:\n%s" % (name, log[-3000:]))
-    check_pre_drain_probes(name, disk, problems)
+    check_pre_drain_probes(name, disk, ev, problems)
     check_sandbox(name, ev, "agent", "drainhook.service", problems)
     if "drainhook agent started" not in log or "SIGTERM received: stopping" not in log:
         problems.append("%s: the agent's log lacks its start or its stop:\n%s" % (name, log[-3000:]))
