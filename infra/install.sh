@@ -125,6 +125,14 @@ fi
 if [ -n "$config" ]; then
     copy "$config" "$conf_dir/drainhook.toml" 0644
 fi
+# Only root may be able to change the config: the agent runs its pre_drain commands as root,
+# and refuses to start when anyone else could write the file or its directory. Whoever wrote
+# them (this script, .ebextensions, an operator), leave them root's, 0644 in 0755.
+if [ -e "$conf_dir/drainhook.toml" ]; then
+    chmod 0755 "$conf_dir"
+    chmod 0644 "$conf_dir/drainhook.toml"
+    if [ "$(id -u)" = 0 ]; then chown root:root "$conf_dir" "$conf_dir/drainhook.toml"; fi
+fi
 
 case "$init" in
 systemd)

@@ -337,6 +337,8 @@ fn file_duration(key: &str, v: Option<String>) -> Result<Option<Duration>, Confi
 impl AgentArgs {
     /// Merges flags/env over the config file over the defaults.
     pub fn resolve(mut self) -> Result<AgentConfig, ConfigError> {
+        crate::trust::check_config(self.config.as_deref())
+            .map_err(|e| ConfigError(e.to_string()))?;
         let path = self
             .config
             .clone()

@@ -51,12 +51,29 @@ pub struct DrainOptions {
 /// shutdown fallback that runs right after the agent's drain need not wait a second time.
 pub const DEFAULT_DRAINED_MARKER: &str = "/run/drainhook/drained";
 
-/// Leaves the marker that lets a following `drain` return at once.
+/// Leaves the marker that lets a following `drain` return at once. Only root reads and
+/// writes it: the directory is made 0700 and the file 0600 (under systemd the unit's
+/// `RuntimeDirectory=` has made `/run/drainhook` 0700 already).
 pub fn write_drained_marker(path: &Path) {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let written = path
         .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| std::fs::write(path, "drained by the drainhook agent\n"));
+        .map_or(Ok(()), |dir| {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+        })
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+        })
+        .and_then(|mut f| f.write_all(b"drained by the drainhook agent\n"));
     if let Err(e) = written {
         tracing::warn!("cannot write {}: {e}", path.display());
     }
@@ -404,5 +421,24 @@ impl Watch {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_marker_and_its_directory_are_for_root_alone() {
+        let t = tempfile::tempdir().unwrap();
+        let marker = t.path().join("run/drainhook/drained");
+        write_drained_marker(&marker);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(marker.parent().unwrap()), 0o700);
+        assert_eq!(mode(&marker), 0o600);
+        assert!(std::fs::read_to_string(&marker)
+            .unwrap()
+            .contains("drained"));
     }
 }

@@ -22,4 +22,5 @@ pub mod registry;
 pub mod report;
 pub mod sdnotify;
 pub mod shipper;
+pub mod trust;
 pub mod utc;

@@ -180,10 +180,18 @@ fn file_changes(first: Option<&Backlog>, last: &Backlog) -> Vec<ReportFile> {
         .collect()
 }
 
+/// The host's name, from uname (the hardened units hide /proc/sys).
 fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default()
+    // SAFETY: uname fills the zeroed struct it is given; each field is NUL-terminated.
+    unsafe {
+        let mut u: libc::utsname = std::mem::zeroed();
+        if libc::uname(&mut u) != 0 {
+            return String::new();
+        }
+        std::ffi::CStr::from_ptr(u.nodename.as_ptr())
+            .to_string_lossy()
+            .into_owned()
+    }
 }
 
 /// Appends the line to `path`, creating the file (0600) and its directory (0700): it holds
@@ -224,11 +232,13 @@ pub enum Delivery {
 pub const NOTICE_WITHIN: Duration = Duration::from_secs(16);
 
 /// Waits until a shipper has delivered `path` to its end (the report line included), until
-/// `until`, or until `stop` resolves. A file no shipper tracks after [`NOTICE_WITHIN`] is
-/// [`Delivery::NotTracked`].
+/// `until`, or until `stop` resolves. A file no shipper tracks is [`Delivery::NotTracked`]:
+/// at once when it `existed` before this line (a shipper with an input for it would track it
+/// already), else after [`NOTICE_WITHIN`] (time for a shipper to notice a new file).
 pub async fn wait_delivered<S: Future<Output = ()>>(
     spec: &Spec,
     path: &Path,
+    existed: bool,
     until: Instant,
     stop: S,
 ) -> Delivery {
@@ -262,7 +272,9 @@ pub async fn wait_delivered<S: Future<Output = ()>>(
                     Some((s, f)) => {
                         pending = f.pending + s.queue.as_ref().map_or(0, |q| q.bytes);
                     }
-                    None if started.elapsed() >= NOTICE_WITHIN => return Delivery::NotTracked,
+                    None if existed || started.elapsed() >= NOTICE_WITHIN => {
+                        return Delivery::NotTracked
+                    }
                     None => {}
                 }
                 None

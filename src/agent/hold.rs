@@ -373,20 +373,202 @@ pub(crate) async fn release_message(ctx: &Ctx, m: &HeldMessage) {
 }
 
 /// Runs one pre-drain command, bounded; its failure is logged, not fatal: the drain runs anyway.
+/// A failure that looks like a permission error says where to allow the command more: the
+/// unit's sandbox allows the agent what it needs itself, which may be less than the command.
 pub(crate) async fn run_pre_drain(cmd: &str, bound: Duration) {
     tracing::info!("pre-drain: running {cmd:?} (at most {})", fmt_d(bound));
-    let child = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .kill_on_drop(true)
-        .status();
-    match tokio::time::timeout(bound, child).await {
-        Ok(Ok(s)) if s.success() => tracing::info!("pre-drain: {cmd:?} done"),
-        Ok(Ok(s)) => tracing::warn!("pre-drain: {cmd:?} failed ({s}); draining anyway"),
-        Ok(Err(e)) => tracing::warn!("pre-drain: cannot run {cmd:?}: {e}; draining anyway"),
-        Err(_) => tracing::warn!(
+    match pre_drain(cmd, bound).await {
+        PreDrain::Done { said } => {
+            if !said.is_empty() {
+                tracing::info!("pre-drain: {cmd:?} said: {said}");
+            }
+            tracing::info!("pre-drain: {cmd:?} done");
+        }
+        PreDrain::Failed { status, said } if permission_error(status.code(), &said) => {
+            tracing::warn!(
+                "pre-drain: {cmd:?} failed with a permission error ({status}: {said}): see the drop-in in the README (/etc/systemd/system/drainhook.service.d/) to allow it what the agent's sandbox does not; draining anyway"
+            )
+        }
+        PreDrain::Failed { status, said } => tracing::warn!(
+            "pre-drain: {cmd:?} failed ({status}){}{said}; draining anyway",
+            if said.is_empty() { "" } else { ": " }
+        ),
+        PreDrain::CannotRun(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            tracing::warn!(
+                "pre-drain: cannot run {cmd:?}: {e}: a permission error: see the drop-in in the README (/etc/systemd/system/drainhook.service.d/); draining anyway"
+            )
+        }
+        PreDrain::CannotRun(e) => {
+            tracing::warn!("pre-drain: cannot run {cmd:?}: {e}; draining anyway")
+        }
+        PreDrain::TimedOut => tracing::warn!(
             "pre-drain: {cmd:?} still running after {}; killed, draining anyway",
             fmt_d(bound)
         ),
+    }
+}
+
+/// How a pre-drain command ended; `said` is the end of its stderr, one line.
+#[derive(Debug)]
+enum PreDrain {
+    Done {
+        said: String,
+    },
+    Failed {
+        status: std::process::ExitStatus,
+        said: String,
+    },
+    CannotRun(std::io::Error),
+    TimedOut,
+}
+
+/// How much of a command's stderr is kept for the log (its end).
+const SAID_MAX: usize = 2000;
+
+async fn pre_drain(cmd: &str, bound: Duration) -> PreDrain {
+    use tokio::io::AsyncReadExt;
+    let mut child = match tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return PreDrain::CannotRun(e),
+    };
+    let mut pipe = child.stderr.take();
+    let mut said = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let waited = tokio::time::timeout(bound, async {
+        loop {
+            tokio::select! {
+                status = child.wait() => break status,
+                n = read_some(&mut pipe, &mut chunk) => match n {
+                    Some(n) => keep_tail(&mut said, &chunk[..n]),
+                    None => pipe = None,
+                },
+            }
+        }
+    })
+    .await;
+    // What it wrote just before it exited; a process it left behind may hold the pipe open,
+    // so this is bounded too.
+    if let Some(p) = pipe.as_mut() {
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_millis(100), p.read_to_end(&mut rest)).await;
+        keep_tail(&mut said, &rest);
+    }
+    let said = String::from_utf8_lossy(&said)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    match waited {
+        Ok(Ok(status)) if status.success() => PreDrain::Done { said },
+        Ok(Ok(status)) => PreDrain::Failed { status, said },
+        Ok(Err(e)) => PreDrain::CannotRun(e),
+        Err(_) => PreDrain::TimedOut,
+    }
+}
+
+/// One read from the command's stderr; `None` at its end (and pending for ever after).
+async fn read_some(
+    pipe: &mut Option<tokio::process::ChildStderr>,
+    chunk: &mut [u8],
+) -> Option<usize> {
+    use tokio::io::AsyncReadExt;
+    match pipe {
+        Some(p) => match p.read(chunk).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => Some(n),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+fn keep_tail(said: &mut Vec<u8>, more: &[u8]) {
+    said.extend_from_slice(more);
+    if said.len() > SAID_MAX {
+        said.drain(..said.len() - SAID_MAX);
+    }
+}
+
+/// Whether a failed command's exit code or stderr says it was not allowed: `sh`'s 126 (found,
+/// not executable), EACCES, EPERM (a capability or a system call the sandbox withholds),
+/// EROFS (`ProtectSystem=strict`), or systemd's and polkit's refusals.
+fn permission_error(code: Option<i32>, said: &str) -> bool {
+    let said = said.to_ascii_lowercase();
+    code == Some(126)
+        || [
+            "permission denied",
+            "operation not permitted",
+            "read-only file system",
+            "access denied",
+            "interactive authentication required",
+        ]
+        .iter()
+        .any(|p| said.contains(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOUND: Duration = Duration::from_secs(20);
+
+    #[tokio::test]
+    async fn a_command_refused_by_the_sandbox_is_a_permission_error() {
+        // What `touch` says under ProtectSystem=strict, and systemctl without CAP_SYS_ADMIN.
+        for cmd in [
+            "echo \"touch: cannot touch '/var/app/down': Read-only file system\" >&2; exit 1",
+            "echo 'Failed to stop myapp.service: Access denied' >&2; exit 1",
+            "echo 'kill: (1234) - Operation not permitted' >&2; exit 1",
+        ] {
+            let PreDrain::Failed { status, said } = pre_drain(cmd, BOUND).await else {
+                panic!("{cmd}: not a failure");
+            };
+            assert!(permission_error(status.code(), &said), "{cmd}: {said}");
+        }
+        // A script that is not executable: sh says 126.
+        let t = tempfile::tempdir().unwrap();
+        let script = t.path().join("stop-app");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        let PreDrain::Failed { status, said } = pre_drain(script.to_str().unwrap(), BOUND).await
+        else {
+            panic!("a script without x bit ran");
+        };
+        assert_eq!(status.code(), Some(126), "{said}");
+        assert!(permission_error(status.code(), &said), "{said}");
+    }
+
+    #[tokio::test]
+    async fn other_failures_and_successes_are_not() {
+        let PreDrain::Failed { status, said } =
+            pre_drain("echo 'myapp: not running' >&2; exit 3", BOUND).await
+        else {
+            panic!("not a failure");
+        };
+        assert_eq!(said, "myapp: not running");
+        assert!(!permission_error(status.code(), &said));
+        let PreDrain::Done { said } = pre_drain("echo stopped >&2; echo out", BOUND).await else {
+            panic!("not done");
+        };
+        assert_eq!(said, "stopped");
+    }
+
+    #[tokio::test]
+    async fn a_process_left_behind_holding_stderr_does_not_hold_the_drain() {
+        // Its exit is what counts, as before stderr was read: not the pipe's end.
+        let out = pre_drain("sleep 10 & echo started >&2", Duration::from_secs(5)).await;
+        assert!(
+            matches!(&out, PreDrain::Done { said } if said == "started"),
+            "{out:?}"
+        );
+        assert!(matches!(
+            pre_drain("sleep 30", Duration::from_millis(300)).await,
+            PreDrain::TimedOut
+        ));
     }
 }

@@ -24,6 +24,15 @@ Scenarios:
   and does not complete the action (Auto Scaling goes on at the heartbeat timeout), and the
   fallback drains every byte before filebeat stops. This scenario needs the emulator
   (AWS_ENDPOINT_URL, as `make test-boot` sets it with tests/moto_ext/with_moto.sh).
+  Its pre_drain command writes where the sandbox does not let it: the agent's log says it
+  failed with a permission error and points at the README's drop-in. Before filebeat
+  starts, the pre-drain probes run commands under the agent's sandbox (the unit's [Service]
+  as shipped), bare and with each drop-in of systemd/pre-drain/: `systemctl stop` needs none,
+  and each drop-in allows its command and none of the others.
+
+The hardened units run as shipped (only the tests' evidence is added: the events file is
+made writable to them), and both note what their sandbox looked like from inside: the
+capability bounding set, a read-only /, no new privileges, a seccomp filter.
 - sysv-halt, sysv-reboot: a guest with sysvinit-core; the SysV script linked as chkconfig
   links it (S99 in rc2-5.d, K01 in rc0.d and rc6.d, filebeat's script S98/K02) and numbered
   (legacy) ordering; `halt` / `reboot`: the drain returns 0 and every byte is acked.
@@ -138,6 +147,16 @@ def backlog_file():
 
 EVENT = 'echo "$(date +%s.%N) $*" >> /var/log/boottest/events; sync'
 
+# Notes the sandbox of the process that runs it, as an event: `sandbox-WHO CapBnd=... root=ro
+# nnp=1 seccomp=2`.
+SANDBOX = """#!/bin/sh
+cap=$(sed -n 's/^CapBnd:[[:space:]]*//p' /proc/self/status)
+nnp=$(sed -n 's/^NoNewPrivs:[[:space:]]*//p' /proc/self/status)
+seccomp=$(sed -n 's/^Seccomp:[[:space:]]*//p' /proc/self/status)
+root=$(awk '$5 == "/" { o = $6 } END { split(o, a, ","); print a[1] }' /proc/self/mountinfo)
+/opt/boottest/event "sandbox-$1 CapBnd=$cap root=$root nnp=$nnp seccomp=$seccomp"
+"""
+
 
 def common(root):
     put(root, "/etc/fstab", "/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
@@ -145,6 +164,7 @@ def common(root):
     put(root, "/var/log/app/app.log", backlog_file())
     put_file(root, "/opt/boottest/filebeat_sim.py", SIM)
     put(root, "/opt/boottest/event", "#!/bin/sh\n" + EVENT + "\n", 0o755)
+    put(root, "/opt/boottest/sandbox", SANDBOX, 0o755)
     os.makedirs(os.path.join(root, "var/log/boottest"), exist_ok=True)
     os.makedirs(os.path.join(root, "var/lib/filebeat"), exist_ok=True)
 
@@ -173,10 +193,13 @@ ExecStopPost=/opt/boottest/event filebeat-stopped
 [Install]
 WantedBy=multi-user.target
 """ % (RATE, SHIP))
-    # Evidence of the drain's exit code: the package's own ExecStop, with its status noted.
+    # Evidence of the drain's exit code: the package's own ExecStop, with its status and its
+    # sandbox noted. The hardened unit may write nothing but its own directories: the events
+    # file is made writable to it, and nothing else is changed.
     put(root, "/etc/systemd/system/drainhook-shutdown.service.d/evidence.conf", """[Service]
+ReadWritePaths=/var/log/boottest
 ExecStop=
-ExecStop=/bin/sh -c '/usr/bin/drainhook drain --timeout 10m; rc=$?; /opt/boottest/event drain-exit $rc; exit $rc'
+ExecStop=/bin/sh -c '/opt/boottest/sandbox drain; /usr/bin/drainhook drain --timeout 10m; rc=$?; /opt/boottest/event drain-exit $rc; exit $rc'
 """)
     scenario = "#!/bin/sh\n/opt/boottest/event booted\n"
     if with_deb:
@@ -193,19 +216,30 @@ systemctl is-enabled drainhook.service >> /var/log/boottest/fallback-state 2>&1
         # The agent as an operator enables it. Its AWS API and IMDS are the host's emulator and
         # the instance's IMDS stand-in, reached through qemu's user network: the host is
         # 10.0.2.2, and the guest gets 10.0.2.15 from systemd-networkd.
+        # The SDK builds its HTTPS client at start with the system's root certificates, and
+        # panics without any, even for the emulator's plain HTTP; the minbase image has none
+        # (every EC2 image has them). The host's bundle stands in.
+        if not os.path.exists(CA_BUNDLE):
+            raise SystemExit("systemd-agent needs %s on the host (apt-get install ca-certificates)" % CA_BUNDLE)
+        put_file(root, CA_BUNDLE, CA_BUNDLE, 0o644)
         put(root, "/etc/systemd/network/10-boottest.network",
             "[Match]\nName=eth0\n[Network]\nAddress=10.0.2.15/24\nGateway=10.0.2.2\n")
         link(root, "/etc/systemd/system/multi-user.target.wants/systemd-networkd.service",
              "/lib/systemd/system/systemd-networkd.service")
         link(root, "/etc/systemd/system/sockets.target.wants/systemd-networkd.socket",
              "/lib/systemd/system/systemd-networkd.socket")
-        put(root, "/etc/drainhook/drainhook.toml.boottest", 'region = "us-east-1"\n')
+        # Its pre-drain command writes where the sandbox does not let it.
+        put(root, "/etc/drainhook/drainhook.toml.boottest",
+            'region = "us-east-1"\npre_drain = ["%s"]\n' % PRE_DRAIN_REFUSED)
         put(root, "/etc/systemd/system/drainhook.service.d/boottest.conf", """[Service]
 Environment=AWS_ENDPOINT_URL=%s AWS_EC2_METADATA_SERVICE_ENDPOINT=%s
 Environment=AWS_ACCESS_KEY_ID=boottest AWS_SECRET_ACCESS_KEY=boottest AWS_SDK_UA_APP_ID=%s
 StandardError=append:/var/log/boottest/agent.log
+ReadWritePaths=/var/log/boottest
+ExecStopPost=/opt/boottest/sandbox agent
 ExecStopPost=/opt/boottest/event agent-exit $EXIT_STATUS
 """ % (guest_url(agent["endpoint"]), guest_url(agent["imds"]), agent["instance"]))
+        pre_drain_probes(root)
         scenario += """
 cp /etc/drainhook/drainhook.toml.boottest /etc/drainhook/drainhook.toml
 systemctl enable --now drainhook.service
@@ -213,6 +247,7 @@ systemctl enable --now drainhook.service
 sleep 3
 systemctl show drainhook.service -p Type -p ActiveState -p SubState -p StatusText > /var/log/boottest/agent-show 2>&1
 SYSTEMD_COLORS=0 systemctl status drainhook.service --no-pager > /var/log/boottest/agent-status 2>&1
+""" + PROBE_RUNS + """
 # filebeat starts only now, so that the poweroff comes early in its drain however slow the
 # boot was.
 systemctl start filebeat.service
@@ -248,6 +283,104 @@ WantedBy=multi-user.target
 
 
 READY_FOR_SCALE_IN = "boottest: ready for the scale-in"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+# The agent's pre-drain command in its boot: refused by the sandbox (ProtectSystem=strict).
+PRE_DRAIN_REFUSED = "touch /var/lib/myapp/down"
+
+# What pre_drain commands do, each run by the probe under the agent's sandbox: the name,
+# the command, and the drop-in of systemd/pre-drain/ that allows it (None: needs none).
+PRE_DRAIN_COMMANDS = [
+    ("stop", "systemctl stop boottest-app.service && ! systemctl is-active --quiet boottest-app.service",
+     None),
+    ("kill", 'pid=$(systemctl show -p MainPID --value boottest-user-app.service); [ "$pid" -gt 0 ] && kill -TERM "$pid"',
+     "kill-other-users.conf"),
+    ("write", PRE_DRAIN_REFUSED, "write-paths.conf"),
+    ("setuid", "setpriv --reuid=boottest --regid=boottest --init-groups true", "run-as-user.conf"),
+]
+PROBES = ["bare"] + [name for name, _, dropin in PRE_DRAIN_COMMANDS if dropin]
+
+PROBE_RUNS = """
+# The pre-drain probes: each command under the agent's sandbox, bare and with each drop-in.
+/opt/boottest/event probes-start
+mkdir -p /var/lib/myapp
+for probe in %s; do
+    systemctl start boottest-app.service boottest-user-app.service
+    rm -f /var/lib/myapp/down
+    systemctl start pre-drain-probe-$probe.service
+done
+systemctl stop boottest-user-app.service
+/opt/boottest/event probes-end
+""" % " ".join(PROBES)
+
+
+def pre_drain_probes(root):
+    """Units that run the pre-drain commands under drainhook.service's sandbox as shipped (its
+    [Service] settings but what runs), bare and with each drop-in of systemd/pre-drain/."""
+    unit = open(os.path.join(ROOT, "systemd", "drainhook.service")).read()
+    service = unit.split("[Service]", 1)[1].split("[Install]", 1)[0]
+    sandbox = "\n".join(l for l in service.splitlines() if not l.startswith(
+        ("Type=", "NotifyAccess=", "ExecStart=", "Restart=", "RestartSec=", "TimeoutStopSec=")))
+    # An application as root, and one as a user of its own (uid 1000).
+    for db, entry in (("passwd", "boottest:x:1000:1000::/nonexistent:/usr/sbin/nologin\n"),
+                      ("group", "boottest:x:1000:\n")):
+        with open(os.path.join(root, "etc", db)) as f:
+            put(root, "/etc/" + db, f.read() + entry)
+    put(root, "/etc/systemd/system/boottest-app.service", "[Service]\nExecStart=/bin/sleep infinity\n")
+    put(root, "/etc/systemd/system/boottest-user-app.service",
+        "[Service]\nUser=boottest\nExecStart=/bin/sleep infinity\n")
+    lines = []
+    for name, cmd, _ in PRE_DRAIN_COMMANDS:
+        lines.append("if ( %s ) > /tmp/err 2>&1; then echo '%s ok'; else echo \"%s failed: $(tr '\\n' ' ' < /tmp/err)\"; fi"
+                     % (cmd, name, name))
+    put(root, "/opt/boottest/pre-drain-probe", "#!/bin/sh\n{\n%s\n} >> /var/log/boottest/probe-$1\n"
+        % "\n".join(lines), 0o755)
+    for probe in PROBES:
+        unit_name = "pre-drain-probe-%s.service" % probe
+        put(root, "/etc/systemd/system/" + unit_name,
+            "[Service]\nType=oneshot\nExecStart=/opt/boottest/pre-drain-probe %s\n%s\n" % (probe, sandbox))
+        put(root, "/etc/systemd/system/%s.d/boottest.conf" % unit_name,
+            "[Service]\nReadWritePaths=/var/log/boottest\n")
+        dropin = next((d for n, _, d in PRE_DRAIN_COMMANDS if n == probe), None)
+        if dropin:
+            put_file(root, "/etc/systemd/system/%s.d/%s" % (unit_name, dropin),
+                     os.path.join(ROOT, "systemd", "pre-drain", dropin), 0o644)
+
+
+def check_pre_drain_probes(name, disk, ev, problems):
+    """Bare, only `systemctl stop` works; each drop-in adds its own command and no other."""
+    start, end = when(ev, "probes-start"), when(ev, "probes-end")
+    say("  pre-drain probes: %s" % ("%.1fs" % (end - start) if start and end else "did not end"))
+    for probe in PROBES:
+        got = {}
+        for line in guest_file(disk, "/var/log/boottest/probe-" + probe).splitlines():
+            what, _, result = line.partition(" ")
+            got[what] = result
+        allowed = {n for n, _, d in PRE_DRAIN_COMMANDS if d is None or n == probe}
+        say("  pre-drain probe %s: %s" % (
+            probe, ", ".join("%s %s" % (n, "ok" if got.get(n) == "ok" else "refused")
+                             for n, _, _ in PRE_DRAIN_COMMANDS)))
+        for n, _, _ in PRE_DRAIN_COMMANDS:
+            if n not in got:
+                problems.append("%s: probe %s did not run %s: %s" % (name, probe, n, got))
+            elif (got[n] == "ok") != (n in allowed):
+                problems.append("%s: probe %s: %s %s" % (name, probe, n, got[n] if n in allowed
+                                                          else "was allowed"))
+
+
+# The capabilities the units keep, as /proc/<pid>/status shows their bounding set.
+CAP_BITS = {"CAP_DAC_READ_SEARCH": 2, "CAP_SYS_PTRACE": 19}
+
+
+def check_sandbox(name, ev, who, unit, problems):
+    """The unit's process ran confined: its bounding set, read-only /, NoNewPrivs, seccomp."""
+    caps = next(l.split("=", 1)[1].split() for l in open(os.path.join(ROOT, "systemd", unit))
+                if l.startswith("CapabilityBoundingSet="))
+    want = "CapBnd=%016x root=ro nnp=1 seccomp=2" % sum(1 << CAP_BITS[c] for c in caps)
+    got = next((e.split(" ", 1)[1] for _, e in ev if e.startswith("sandbox-%s " % who)), None)
+    say("  %s ran with %s" % (unit, got))
+    if got != want:
+        problems.append("%s: %s did not run in its sandbox: %s, expected %s" % (name, unit, got, want))
 
 
 def guest_url(url):
@@ -476,6 +609,13 @@ def check_agent(name, disk, ev, emulator, problems):
         problems.append("%s: no STATUS from the agent: %r" % (name, show.get("StatusText")))
     if 'Status: "idle, watching IMDS' not in status:
         problems.append("%s: systemctl status does not show the STATUS line:\n%s" % (name, status))
+    refused = next((l for l in log.splitlines() if "failed with a permission error" in l), None)
+    say("  the refused pre-drain command: %s" % (refused.split("pre-drain:", 1)[-1].strip() if refused
+                                                   else "(no permission error said)"))
+    if refused is None or PRE_DRAIN_REFUSED not in refused or "drainhook.service.d" not in refused:
+        problems.append("%s: the agent did not say its pre-drain command was refused:\n%s" % (name, log[-3000:]))
+    check_pre_drain_probes(name, disk, ev, problems)
+    check_sandbox(name, ev, "agent", "drainhook.service", problems)
     if "drainhook agent started" not in log or "SIGTERM received: stopping" not in log:
         problems.append("%s: the agent's log lacks its start or its stop:\n%s" % (name, log[-3000:]))
     if not when(ev, "agent-exit 0"):
@@ -578,6 +718,7 @@ def main():
         if agent:
             check_agent(name, disk, ev, emulator, problems)
         if name in ("systemd-fallback", "systemd-agent"):
+            check_sandbox(name, ev, "drain", "drainhook-shutdown.service", problems)
             version = guest_file(disk, "/var/log/boottest/version").strip()
             state = guest_file(disk, "/var/log/boottest/fallback-state").split()
             say("  in the guest: dpkg -i %s; drainhook --version: %r; fallback %s, agent %s"

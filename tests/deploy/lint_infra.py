@@ -3,13 +3,17 @@
 .ebextensions variants' resources (wrapped as a template with AWSEBAutoScalingGroup supplied),
 and the same least-privilege actions in every instance policy of a variant as in its IAM
 policy file: IMDS alone (the default) as infra/iam/drainhook-policy.json, the queue variant as
-infra/iam/drainhook-policy-queue.json.
+infra/iam/drainhook-policy-queue.json. Each action is allowed on its own resource only: the
+lifecycle actions on the group's ARN, the queue actions on the queue's, SendMessage on the
+dead-letter queue's, and "*" only for the Describe calls, for which Auto Scaling has no
+resource-level scope (Service Authorization Reference for Amazon EC2 Auto Scaling).
 
   python lint_infra.py   (from the venv that has cfn-lint; exit 1 on any finding)
 """
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -43,6 +47,60 @@ def actions(policy_doc):
         a = st["Action"]
         out.update([a] if isinstance(a, str) else a)
     return out
+
+
+# Auto Scaling authorizes these on every resource only: the Service Authorization Reference
+# for Amazon EC2 Auto Scaling lists no resource type for them
+# (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2autoscaling.html).
+NO_RESOURCE_LEVEL = {"autoscaling:DescribeAutoScalingInstances", "autoscaling:DescribeLifecycleHooks"}
+LIFECYCLE = {"autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"}
+# The group's ARN, with the group's name as the template or Elastic Beanstalk names it.
+GROUP_ARN = re.compile(r"^arn:(aws|\$\{AWS::Partition\}):autoscaling:\$\{AWS::Region\}:\$\{AWS::AccountId\}:"
+                       r"autoScalingGroup:\*:autoScalingGroupName/\$\{(AutoScalingGroupName|AWSEBAutoScalingGroup)\}$")
+QUEUE_ARN = {"${Queue.Arn}", "${DrainhookQueue.Arn}"}
+DLQ_ARN = {"${DeadLetterQueue.Arn}", "${DrainhookDeadLetterQueue.Arn}"}
+
+
+def rendered(node):
+    """A Resource as one string: Ref X -> ${X}, GetAtt X.Arn -> ${X.Arn}, Sub and Join spelled out."""
+    if isinstance(node, str):
+        return node
+    if isinstance(node, dict) and len(node) == 1:
+        (fn, arg), = node.items()
+        if fn == "Ref":
+            return "${%s}" % arg
+        if fn == "Fn::GetAtt":
+            return "${%s}" % ".".join(arg if isinstance(arg, list) else arg.split("."))
+        if fn == "Fn::Sub" and isinstance(arg, str):
+            return arg
+        if fn == "Fn::Join":
+            sep, parts = arg
+            return sep.join(rendered(p) for p in parts)
+    return json.dumps(node)
+
+
+def scope_problems(policy_doc):
+    """Each action on its own resource: the group, the queue, the dead-letter queue, or "*"."""
+    problems = []
+    for st in policy_doc["Statement"]:
+        acts = [st["Action"]] if isinstance(st["Action"], str) else st["Action"]
+        res = st["Resource"]
+        for r in (res if isinstance(res, list) else [res]):
+            r = rendered(r)
+            for a in acts:
+                if a in NO_RESOURCE_LEVEL:
+                    ok = r == "*"
+                elif a in LIFECYCLE:
+                    ok = bool(GROUP_ARN.match(r))
+                elif a == "sqs:SendMessage":
+                    ok = r in DLQ_ARN
+                elif a.startswith("sqs:"):
+                    ok = r in QUEUE_ARN
+                else:
+                    ok = False
+                if not ok:
+                    problems.append("%s on %s" % (a, r))
+    return problems
 
 
 def wrapped(eb):
@@ -89,12 +147,27 @@ def main():
         for label, doc in [("cloudformation (Trigger=%s)" % ("queue" if use_queue else "imds"), cfn_policy),
                            (folder, variants[folder]["Resources"]["DrainhookInstancePolicy"]["Properties"]["PolicyDocument"])]:
             got = actions(doc)
+            bad = scope_problems(doc)
+            if bad:
+                print("%s instance policy allows an action beyond its resource: %s" % (label, "; ".join(bad)))
+                failed = True
+            else:
+                print("%s instance policy: every action on its own resource" % label)
             if got != want:
                 print("%s instance policy differs from iam/%s: extra %s, missing %s"
                       % (label, policy_file, sorted(got - want), sorted(want - got)))
                 failed = True
             else:
                 print("%s instance policy: same actions as iam/%s" % (label, policy_file))
+        if use_queue:
+            # The hook's role may send to the queue it notifies, and nothing else.
+            for label, role in [("cloudformation", cfn_t["Resources"]["HookRole"]),
+                                (folder, variants[folder]["Resources"]["DrainhookHookRole"])]:
+                for pol in role["Properties"]["Policies"]:
+                    for st in pol["PolicyDocument"]["Statement"]:
+                        if rendered(st["Resource"]) not in QUEUE_ARN:
+                            print("%s hook role: %s on %s" % (label, st["Action"], rendered(st["Resource"])))
+                            failed = True
         if not use_queue and any(a.startswith("sqs:") for a in want):
             print("the IMDS-alone policy allows SQS calls")
             failed = True
