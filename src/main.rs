@@ -165,6 +165,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
 }
 
 async fn run_drain(opts: DrainOptions) -> Result<ExitCode, String> {
+    // Caught before the first registry read, which runs before the drain's first await (slow
+    // under emulation, or with many processes to scan): from this line on, SIGTERM is reported.
+    let signals = exit::catch_signals();
     tracing::info!(
         registry = %opts.registry.display(),
         "waiting for filebeat to ship everything (timeout {}, settle {})",
@@ -173,7 +176,7 @@ async fn run_drain(opts: DrainOptions) -> Result<ExitCode, String> {
     );
     let (signal_tx, signal_rx) = tokio::sync::oneshot::channel::<&'static str>();
     tokio::spawn(async move {
-        let _ = signal_tx.send(exit::wait_for_signal().await);
+        let _ = signal_tx.send(signals.await);
     });
     let mut signal_name = None;
     let stop = async {
