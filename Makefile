@@ -118,12 +118,12 @@ test-dist: dist eb-bundle test-build $(TARGET_DIR)/glibc-control-aarch64
 
 # dist/drainhook-aarch64 under qemu-user, driven by the x86_64 test programs through
 # DRAINHOOK_TEST_BIN (tests/dist/drainhook-aarch64.sh): every CLI test (backlog, drain with
-# the filebeat simulator, SIGTERM) and the agent's end-to-end tests against the emulator
-# (the SDK's HTTP stack, IMDS, inotify, signals on that build).
+# the filebeat simulator, SIGTERM), the agent's end-to-end tests against the emulator
+# (the SDK's HTTP stack, IMDS, inotify, signals on that build) and its calls over TLS.
 AARCH64_BIN := $(CURDIR)/tests/dist/drainhook-aarch64.sh
 test-aarch64: dist-aarch64 test-build venv
 	DRAINHOOK_TEST_BIN=$(AARCH64_BIN) cargo test --test registry_formats --test drain_sim -- --test-threads=4
-	DRAINHOOK_TEST_BIN=$(AARCH64_BIN) tests/moto_ext/with_moto.sh $(PY) cargo test --test agent -- --test-threads=4
+	DRAINHOOK_TEST_BIN=$(AARCH64_BIN) tests/moto_ext/with_moto.sh $(PY) cargo test --test agent --test tls -- --test-threads=4
 
 # Real boots and shutdowns of Debian 12 guests under qemu (TCG): systemd and SysV, each with
 # a negative control. The rootfs images are built once with mmdebstrap and cached in .boot/.
