@@ -62,7 +62,8 @@ unit: venv
 
 SHELL_SCRIPTS := .ci/run infra/install.sh infra/platform/hooks/postdeploy/50-drainhook.sh \
 	systemd/sysvinit/drainhook tests/moto_ext/with_moto.sh \
-	packaging/build-packages.sh packaging/scripts/postinst packaging/scripts/prerm packaging/scripts/postrm
+	packaging/build-packages.sh packaging/scripts/postinst packaging/scripts/prerm packaging/scripts/postrm \
+	tests/dist/drainhook-aarch64.sh
 
 # Deployment files: shell scripts, CloudFormation and .ebextensions, IAM consistency.
 # (Unit files, the SysV script and the installer are exercised by tests/deploy.rs.)
