@@ -2,9 +2,12 @@
 # Installs drainhook: the binary, its config, and the init flavour the machine has
 # (systemd when present, else SysV with chkconfig). Safe to run on every deployment.
 #
-#   install.sh [--binary PATH] [--config PATH] [--init auto|systemd|sysv]
+#   install.sh [--binary PATH | --binary-dir DIR] [--config PATH] [--init auto|systemd|sysv]
 #   install.sh --uninstall
 #
+# --binary-dir DIR takes the binary for this machine's CPU, DIR/drainhook-$(uname -m)
+# (drainhook-x86_64 or drainhook-aarch64), so one bundle serves both kinds of instance.
+# A binary built for another CPU than this machine's is refused.
 # DRAINHOOK_ROOT (default /) installs into another root: tests use a scratch directory.
 # Under a root other than /, nothing is started or stopped.
 set -euo pipefail
@@ -13,18 +16,20 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=${DRAINHOOK_ROOT:-/}
 root=${root%/}
 binary=""
+binary_dir=""
 config=""
 init=auto
 uninstall=false
 
 usage() {
-    sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
 while [ $# -gt 0 ]; do
     case "$1" in
         --binary) binary=$2; shift 2 ;;
+        --binary-dir) binary_dir=$2; shift 2 ;;
         --config) config=$2; shift 2 ;;
         --init) init=$2; shift 2 ;;
         --uninstall) uninstall=true; shift ;;
@@ -116,7 +121,35 @@ if $uninstall; then
     exit 0
 fi
 
+# The CPU an ELF binary is built for, as `uname -m` names it (x86_64, aarch64).
+elf_machine() {
+    local magic machine
+    magic=$(od -An -c -N4 "$1" | tr -d ' ')
+    if [ "$magic" != '177ELF' ]; then echo "not-elf"; return; fi
+    machine=$(od -An -tu2 -j18 -N2 "$1" | tr -d ' ')
+    case "$machine" in 62) echo x86_64 ;; 183) echo aarch64 ;; *) echo "elf-machine-$machine" ;; esac
+}
+
+# DRAINHOOK_MACHINE stands in for `uname -m` (tests pick the other CPU's binary with it).
+machine=${DRAINHOOK_MACHINE:-$(uname -m)}
+if [ -n "$binary_dir" ]; then
+    if [ -n "$binary" ]; then echo "install.sh: give --binary or --binary-dir, not both" >&2; exit 2; fi
+    binary=$binary_dir/drainhook-$machine
+    if [ ! -f "$binary" ]; then
+        have=$(shopt -s nullglob; if cd "$binary_dir" 2>/dev/null; then echo drainhook-*; fi)
+        echo "install.sh: no drainhook for this machine's CPU ($machine): $binary is missing" \
+            "(in $binary_dir: ${have:-no drainhook-* at all})" >&2
+        exit 1
+    fi
+fi
 if [ -n "$binary" ]; then
+    if [ ! -f "$binary" ]; then echo "install.sh: no binary at $binary" >&2; exit 1; fi
+    built_for=$(elf_machine "$binary")
+    if [ "$built_for" != not-elf ] && [ "$built_for" != "$machine" ]; then
+        echo "install.sh: $binary is built for $built_for, and this machine is $machine;" \
+            "take drainhook-$machine (or --binary-dir DIR to pick it)" >&2
+        exit 1
+    fi
     copy "$binary" "$bin_path" 0755
 elif [ ! -x "$bin_path" ]; then
     echo "install.sh: no binary at $bin_path; pass --binary PATH" >&2

@@ -85,7 +85,6 @@ Release: 1
 Summary: $summary
 License: Apache-2.0
 URL: https://github.com/drainhook/drainhook
-BuildArch: $arch
 AutoReqProv: no
 Requires: /bin/sh
 
@@ -116,7 +115,7 @@ SPEC
     echo "%postun"
     cat "$here/scripts/postrm"
 } >"$spec"
-rpmbuild --quiet -bb --define "_topdir $rpmroot" --define "_build_id_links none" \
+rpmbuild --quiet -bb --target "$arch" --define "_topdir $rpmroot" --define "_build_id_links none" \
     --define "__strip /bin/true" --define "_binary_payload w6.xzdio" \
     --define "_binary_filedigest_algorithm 8" "$spec"
 cp "$rpmroot"/RPMS/"$arch"/drainhook-"$version"-1."$arch".rpm "$out/"

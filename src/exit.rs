@@ -10,17 +10,28 @@ pub const LOST: u8 = 4;
 
 /// Resolves with the signal's name on SIGTERM or SIGINT.
 pub async fn wait_for_signal() -> &'static str {
+    catch_signals().await
+}
+
+/// Catches SIGTERM and SIGINT from the moment it is called (inside the runtime), not from
+/// the future's first poll: a signal that comes while the caller still works before its
+/// first await is reported, not the default action's silent death. The future resolves with
+/// the signal's name.
+pub fn catch_signals() -> impl std::future::Future<Output = &'static str> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::warn!("cannot install signal handlers; SIGTERM will kill without a report");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::warn!("cannot install signal handlers; SIGTERM will kill without a report");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     }
 }
 

@@ -197,6 +197,10 @@ async fn backlog_now(spec: &Spec) -> Result<Backlog, shipper::ShipperError> {
 }
 
 async fn run_drain(opts: DrainOptions, report_to: Option<PathBuf>) -> Result<ExitCode, String> {
+    // Caught before the first look at the shippers, which runs before the drain's first
+    // await (slow under emulation, or with many processes to scan): from this line on,
+    // SIGTERM is reported.
+    let signals = exit::catch_signals();
     tracing::info!(
         "waiting for every log shipper to deliver everything (timeout {}, settle {})",
         duration::format(opts.timeout),
@@ -206,7 +210,7 @@ async fn run_drain(opts: DrainOptions, report_to: Option<PathBuf>) -> Result<Exi
     let deadline = tokio::time::Instant::now() + opts.timeout;
     let (signal_tx, signal_rx) = tokio::sync::watch::channel::<Option<&'static str>>(None);
     tokio::spawn(async move {
-        let _ = signal_tx.send(Some(exit::wait_for_signal().await));
+        let _ = signal_tx.send(Some(signals.await));
     });
     let stopped = || {
         let mut rx = signal_rx.clone();

@@ -76,8 +76,17 @@ async fn a_drain_longer_than_several_heartbeat_timeouts_keeps_the_instance() {
     let g = group("longdrain", 1, 2).await;
     let me = g.instances[0].clone();
     let t = tempfile::tempdir().unwrap();
+    // The 8 s backlog starts once the agent runs, so that it outlasts the checks below
+    // however slowly the agent starts (under qemu-user it took seconds).
+    let agent = Agent::start(&g, &me, &t.path().join("data"), &[]);
+    agent
+        .wait_log("drainhook agent started", Duration::from_secs(15))
+        .await;
     let (data, _sim, written) = shipping(t.path(), 80_000, &["--rate", "10000"]);
-    let agent = start_and_scale_in(&g, &me, &data, "holding instance").await;
+    g.scale_in(&me).await;
+    agent
+        .wait_log("holding instance", Duration::from_secs(30))
+        .await;
     // 3 heartbeat timeouts later the instance is still held
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(
@@ -328,7 +337,13 @@ async fn an_agent_killed_mid_drain_resumes_after_restart() {
     g.wait_gone(&me, Duration::from_secs(60)).await;
     assert!(now_epoch() >= sim.last_ack() + 1.0);
     assert_eq!(acked_bytes(&data), written);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The message is deleted once it shows: at once, or, when the first agent's long poll
+    // took it again just as that agent released it and stopped (a race that a slow agent,
+    // under qemu-user, loses), when its hide ends (BACKUP_HIDE, 15 s).
+    let t0 = Instant::now();
+    while g.messages_in_queue().await > 0 && t0.elapsed() < Duration::from_secs(25) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     assert_eq!(g.messages_in_queue().await, 0, "{}", agent.logs());
 }
 
@@ -672,13 +687,13 @@ async fn several_termination_hooks_and_none_named_is_an_error_that_names_them() 
     agent.wait_in_service().await;
     g.scale_in(&me).await;
     g.wait_gone(&me, Duration::from_secs(60)).await;
-    assert!(
-        agent
-            .logs()
-            .contains("completed lifecycle action with CONTINUE"),
-        "{}",
-        agent.logs()
-    );
+    // Said once the emulator's answer is read, which may come after the instance is gone.
+    agent
+        .wait_log(
+            "completed lifecycle action with CONTINUE",
+            Duration::from_secs(10),
+        )
+        .await;
 }
 
 #[tokio::test]

@@ -1,5 +1,10 @@
 //! The registry reader and the backlog against every on-disk format and shape,
-//! including the shapes of beats' own memlog test data.
+//! including the shapes of beats' own memlog test data. At each shape the binary's
+//! `backlog --json` must say what the library computes: with `DRAINHOOK_TEST_BIN` naming
+//! another build (the aarch64 one under qemu-user, `make test-aarch64`), that build reads
+//! every format as this one does.
+
+mod common;
 
 use drainhook::backlog::{self, fingerprint, ProcScan, State};
 use drainhook::registry::{locate, Format, Registry};
@@ -42,6 +47,24 @@ fn offsets(reg: &Registry) -> Vec<(String, u64)> {
         .iter()
         .map(|e| (e.key.clone(), e.offset))
         .collect()
+}
+
+/// Opens the registry under `dir` and checks that the binary's `backlog --json` there says
+/// what the library computes from it.
+fn open_and_compare(dir: &Path) -> Registry {
+    let reg = Registry::open(dir).unwrap();
+    cli_agrees(dir, &reg);
+    reg
+}
+
+fn cli_agrees(dir: &Path, reg: &Registry) {
+    let lib = serde_json::to_value(backlog::compute(reg, &ProcScan::default())).unwrap();
+    assert_eq!(
+        common::backlog_json(dir),
+        lib,
+        "`drainhook backlog --json` disagrees with the library on {}",
+        dir.display()
+    );
 }
 
 fn own_comm() -> ProcScan {
@@ -146,7 +169,7 @@ fn memlog_log_only_checkpoint_only_and_both() {
             + &set_op(3, "a", r#"{"offset":5,"ttl":-1,"source":"/a"}"#),
     )
     .unwrap();
-    let reg = Registry::open(t.path()).unwrap();
+    let reg = open_and_compare(t.path());
     assert_eq!(offsets(&reg), vec![("a".into(), 5), ("b".into(), 2)]);
 
     // checkpoint only
@@ -156,7 +179,7 @@ fn memlog_log_only_checkpoint_only_and_both() {
         "[{\"_key\":\"a\",\"offset\":7,\"ttl\":-1,\"source\":\"/a\"},\n{\"_key\":\"c\",\"offset\":9,\"ttl\":-1}\n]",
     )
     .unwrap();
-    let reg = Registry::open(t.path()).unwrap();
+    let reg = open_and_compare(t.path());
     assert_eq!(offsets(&reg), vec![("a".into(), 7), ("c".into(), 9)]);
 
     // checkpoint + log: ops <= txid are old and ignored, the rest apply in order
@@ -167,7 +190,7 @@ fn memlog_log_only_checkpoint_only_and_both() {
             + "{\"op\":\"remove\",\"id\":6}\n{\"k\":\"c\"}\n",
     )
     .unwrap();
-    let reg = Registry::open(t.path()).unwrap();
+    let reg = open_and_compare(t.path());
     assert_eq!(offsets(&reg), vec![("a".into(), 8)]);
 }
 
@@ -183,7 +206,7 @@ fn memlog_newest_of_several_checkpoints_wins_and_uppercase_kv_is_read() {
         "{\"op\":\"set\",\"id\":13}\n{\"K\":\"new\",\"V\":{\"offset\":3}}\n",
     )
     .unwrap();
-    let reg = Registry::open(t.path()).unwrap();
+    let reg = open_and_compare(t.path());
     assert_eq!(offsets(&reg), vec![("new".into(), 3)]);
 }
 
@@ -212,7 +235,7 @@ fn memlog_stops_at_incomplete_op_torn_line_and_wrong_id() {
     ];
     for (body, want, warned) in cases {
         fs::write(d.join("log.json"), &body).unwrap();
-        let reg = Registry::open(t.path()).unwrap();
+        let reg = open_and_compare(t.path());
         assert_eq!(offsets(&reg), vec![("a".into(), want)], "{body}");
         assert_eq!(reg.warning().is_some(), warned, "{body}");
     }
@@ -276,12 +299,13 @@ fn array_formats_are_read_and_reread_after_rename() {
         fs::rename(&new, &reg_path).unwrap();
     };
     write(4);
-    let mut reg = Registry::open(t.path()).unwrap();
+    let mut reg = open_and_compare(t.path());
     assert_eq!(reg.format(), Format::Array);
     let b = backlog::compute(&reg, &ProcScan::default());
     assert_eq!((b.pending_bytes, b.files[0].state), (6, State::Pending));
     write(10);
     reg.refresh().unwrap();
+    cli_agrees(t.path(), &reg);
     let b = backlog::compute(&reg, &ProcScan::default());
     assert!(b.is_drained());
     assert_eq!(b.files[0].state, State::Shipped);
@@ -310,7 +334,7 @@ fn every_state_of_the_backlog() {
             + &set_op(6, "6", &removed_value),
     )
     .unwrap();
-    let reg = Registry::open(t.path()).unwrap();
+    let reg = open_and_compare(t.path());
     let b = backlog::compute(&reg, &ProcScan::default());
     let states: Vec<(State, u64)> = b.files.iter().map(|f| (f.state, f.pending)).collect();
     assert_eq!(
@@ -345,7 +369,7 @@ fn rotated_files_are_found_by_inode_and_reused_inodes_are_not() {
     // rotation: app.log -> app.log.1, a new app.log
     fs::rename(&src, t.path().join("app.log.1")).unwrap();
     fs::write(&src, b"new\n").unwrap();
-    let reg = Registry::open(t.path()).unwrap();
+    let reg = open_and_compare(t.path());
     let b = backlog::compute(&reg, &ProcScan::default());
     assert_eq!(b.files[0].state, State::Pending);
     assert_eq!(b.files[0].pending, 9);
@@ -372,7 +396,7 @@ fn deleted_files_still_open_in_the_shipper_are_found_through_proc() {
     .unwrap();
     let held = fs::File::open(&src).unwrap(); // this test process plays filebeat
     fs::remove_file(&src).unwrap();
-    let reg = Registry::open(t.path()).unwrap();
+    let reg = open_and_compare(t.path());
     let b = backlog::compute(&reg, &own_comm());
     assert_eq!((b.files[0].state, b.files[0].pending), (State::Pending, 7));
     drop(held);
@@ -417,7 +441,7 @@ fn filestream_identities_match_their_files() {
     .unwrap();
     // rotate by rename: native and fingerprint follow the file, path does not
     fs::rename(&big, t.path().join("big.log.1")).unwrap();
-    let reg = Registry::open(t.path()).unwrap();
+    let reg = open_and_compare(t.path());
     let b = backlog::compute(&reg, &ProcScan::default());
     let by_key: Vec<(State, u64)> = b.files.iter().map(|f| (f.state, f.pending)).collect();
     // keys sort as: fingerprint, native, path

@@ -6,7 +6,7 @@ packages), lets the filebeat stand-in (tests/sim/filebeat_sim.py) ship a 240 kB 
 8 kB/s, shuts the guest down, and reads the evidence off its disk after qemu exits (debugfs):
 an events file the guest appended to, and filebeat's registry.
 
-  boot_test.py [--only NAME[,NAME]] [--jobs 2] [--work .boot] [--binary dist/drainhook] [--deb dist/*.deb]
+  boot_test.py [--only NAME[,NAME]] [--jobs 2] [--work .boot] [--binary dist/drainhook-x86_64] [--deb dist/*_amd64.deb]
 
 Two boots run side by side by default (--jobs): their drains mostly wait at 8 kB/s.
 
@@ -661,7 +661,7 @@ def check_agent(name, disk, ev, emulator, problems):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", default=os.path.join(ROOT, ".boot"))
-    p.add_argument("--binary", default=os.path.join(ROOT, "dist", "drainhook"))
+    p.add_argument("--binary", default=os.path.join(ROOT, "dist", "drainhook-x86_64"))
     p.add_argument("--deb", default=None)
     p.add_argument("--only", default="")
     p.add_argument("--jobs", type=int, default=2,
@@ -673,9 +673,9 @@ def main():
         for kind in PACKAGES:
             rootfs(a.work, kind)
         return 0
-    deb = a.deb or (sorted(glob.glob(os.path.join(ROOT, "dist", "drainhook_*.deb"))) or [None])[-1]
+    deb = a.deb or (sorted(glob.glob(os.path.join(ROOT, "dist", "drainhook_*_amd64.deb"))) or [None])[-1]
     if deb is None or not os.path.exists(a.binary):
-        raise SystemExit("make dist first: test-boot installs dist/drainhook and the DEB in the guests")
+        raise SystemExit("make dist first: test-boot installs dist/drainhook-x86_64 and the amd64 DEB in the guests")
     wanted = [s for s in a.only.split(",") if s] or SCENARIOS
     emulator = Emulator() if "systemd-agent" in wanted else None
     scenarios = {
