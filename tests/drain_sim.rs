@@ -209,7 +209,7 @@ fn sigterm_exits_3_and_says_what_was_pending() {
         .unwrap();
     let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut said = String::new();
-    while !said.contains("waiting for filebeat") {
+    while !said.contains("waiting for every log shipper") {
         let mut line = String::new();
         if std::io::BufRead::read_line(&mut err, &mut line).unwrap() == 0 {
             break;
