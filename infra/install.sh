@@ -51,6 +51,10 @@ live() { [ -z "$root" ]; }
 
 bin_path=$root/usr/local/bin/drainhook
 conf_dir=$root/etc/drainhook
+report_dir=$root/var/log/drainhook
+report=$report_dir/drain.log
+filebeat_dir=$root/etc/filebeat
+filebeat_input=$filebeat_dir/inputs.d/drainhook-report.yml
 unit_dir=$root/etc/systemd/system
 initd=$root/etc/rc.d/init.d
 units=(drainhook.service drainhook-shutdown.service)
@@ -113,10 +117,13 @@ if $uninstall; then
         rm -f "$unit_dir/$u" "$unit_dir/multi-user.target.wants/$u"
     done
     sysv_links remove
-    rm -f "$initd/drainhook" "$bin_path"
+    rm -f "$initd/drainhook" "$bin_path" "$filebeat_input"
     rm -rf "$conf_dir"
+    # The drain reports are the operator's: kept, unless there are none.
+    if [ -f "$report" ] && [ ! -s "$report" ]; then rm -f "$report"; fi
+    rmdir "$(dirname "$filebeat_input")" 2>/dev/null || true
     if live && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
-    prune "$unit_dir/multi-user.target.wants" "$initd" "$(dirname "$bin_path")" "$root/etc/rc.d"
+    prune "$unit_dir/multi-user.target.wants" "$initd" "$(dirname "$bin_path")" "$root/etc/rc.d" "$report_dir"
     echo "drainhook uninstalled"
     exit 0
 fi
@@ -191,4 +198,58 @@ sysv)
     fi
     ;;
 esac
+# The drain report: one JSON line per termination, which the log shipper ships with the rest.
+# Created now (root's alone), so that a shipper tracks it before the first line is written.
+if [ ! -e "$report" ]; then
+    mkdir -p "$report_dir"
+    chmod 0700 "$report_dir"
+    install -m 0600 /dev/null "$report"
+    echo "installed $report"
+fi
+# filebeat ships it through an input of its own, in its input config directory.
+if [ -d "$filebeat_dir" ]; then
+    snippet=$(mktemp)
+    cat >"$snippet" <<'YAML'
+# Written by drainhook's installer: ships drainhook's drain report (one JSON line per hold
+# or shutdown drain), so the log store shows which terminations drained and what any lost.
+- type: filestream
+  id: drainhook-report
+  paths:
+    - /var/log/drainhook/drain.log
+  # A small file: filebeat 9's default fingerprint identity ignores files under 1024 bytes.
+  file_identity.native: ~
+  prospector.scanner.fingerprint.enabled: false
+  prospector.scanner.check_interval: 1s
+  parsers:
+    - ndjson:
+        target: drainhook
+        add_error_key: true
+YAML
+    copy "$snippet" "$filebeat_input" 0644
+    rm -f "$snippet"
+    if ! grep -q 'inputs\.d' "$filebeat_dir/filebeat.yml" 2>/dev/null; then
+        echo "NOTE: filebeat reads $filebeat_input only with external inputs enabled; add to" \
+            "$filebeat_dir/filebeat.yml:  filebeat.config.inputs: {enabled: true, path: inputs.d/*.yml}"
+    fi
+else
+    echo "NOTE: no filebeat config here: ship $report with your log shipper (see the README," \
+        "\"The drain report\"), so the log store shows every termination's drain"
+fi
+
 echo "drainhook installed ($init)"
+# What a drain will watch, and whether it can be exact: said now, not at the first scale-in.
+if [ -x "$bin_path" ]; then
+    echo "drainhook check:"
+    rc=0
+    if live; then
+        out=$("$bin_path" check 2>&1) || rc=$?
+    else
+        out=$(DRAINHOOK_TEST_ROOT=$root "$bin_path" check 2>&1) || rc=$?
+    fi
+    printf '%s\n' "$out" | sed 's/^/  /'
+    case $rc in
+        0) ;;
+        2) echo "WARNING: drainhook check: \"drained\" cannot be exact here (see above)" ;;
+        *) echo "WARNING: drainhook check found nothing it can drain yet, or could not read it (exit $rc; see above)" ;;
+    esac
+fi

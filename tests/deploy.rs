@@ -699,3 +699,57 @@ fn the_iam_policies_allow_exactly_the_calls_the_code_makes() {
         without_sqs
     );
 }
+
+/// Beside a filebeat, the installer adds an input for the drain report (created now, root's
+/// alone) to filebeat's input directory, and prints `drainhook check`'s verdict on what it
+/// finds; uninstalling removes the input and an empty report.
+#[test]
+fn the_installer_adds_filebeat_s_report_input_and_prints_check_s_verdict() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    fs::create_dir_all(root.join("etc/filebeat")).unwrap();
+    fs::write(
+        root.join("etc/filebeat/filebeat.yml"),
+        "filebeat.config.inputs:\n  enabled: true\n  path: inputs.d/*.yml\n",
+    )
+    .unwrap();
+    // filebeat at work on a log, its registry in the package's data dir.
+    let logs = root.join("logs");
+    fs::create_dir_all(&logs).unwrap();
+    write_logs(
+        &logs.join("app.log"),
+        &["--rate", "10000000", "--total", "3000"],
+    );
+    let data = root.join("var/lib/filebeat");
+    let sim = Sim::ship(&data, &["--rate", "1000000"], &[&logs.join("app.log")]);
+    sim.wait_registry(&data);
+
+    let bin = env!("CARGO_BIN_EXE_drainhook");
+    let out = install(root, &["--binary", bin, "--init", "systemd"]);
+    let input = root.join("etc/filebeat/inputs.d/drainhook-report.yml");
+    let yaml = fs::read_to_string(&input).expect("the report's input");
+    assert!(
+        yaml.contains("- type: filestream") && yaml.contains("/var/log/drainhook/drain.log"),
+        "{yaml}"
+    );
+    let report = root.join("var/log/drainhook/drain.log");
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        (mode(&report), mode(report.parent().unwrap())),
+        (0o600, 0o700)
+    );
+    assert!(
+        out.contains("drainhook check:")
+            && out.contains("app.log")
+            && out.contains("verdict: an exact drain is possible"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("NOTE: filebeat reads"),
+        "inputs.d is enabled: {out}"
+    );
+
+    install(root, &["--uninstall"]);
+    assert!(!input.exists() && !report.exists());
+}
