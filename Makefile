@@ -143,7 +143,7 @@ EB_VARIANT ?= ebextensions
 eb-bundle: dist
 	rm -rf dist/eb
 	mkdir -p dist/eb/drainhook/systemd/sysvinit dist/eb/.ebextensions dist/eb/.platform/hooks/postdeploy
-	cp dist/drainhook-x86_64 dist/drainhook-aarch64 infra/install.sh dist/eb/drainhook/
+	cp dist/drainhook-x86_64 dist/drainhook-aarch64 infra/install.sh infra/filebeat/drainhook-report.yml dist/eb/drainhook/
 	cp systemd/*.service dist/eb/drainhook/systemd/
 	cp systemd/sysvinit/drainhook dist/eb/drainhook/systemd/sysvinit/
 	cp infra/$(EB_VARIANT)/*.config dist/eb/.ebextensions/

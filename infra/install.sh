@@ -208,25 +208,7 @@ if [ ! -e "$report" ]; then
 fi
 # filebeat ships it through an input of its own, in its input config directory.
 if [ -d "$filebeat_dir" ]; then
-    snippet=$(mktemp)
-    cat >"$snippet" <<'YAML'
-# Written by drainhook's installer: ships drainhook's drain report (one JSON line per hold
-# or shutdown drain), so the log store shows which terminations drained and what any lost.
-- type: filestream
-  id: drainhook-report
-  paths:
-    - /var/log/drainhook/drain.log
-  # A small file: filebeat 9's default fingerprint identity ignores files under 1024 bytes.
-  file_identity.native: ~
-  prospector.scanner.fingerprint.enabled: false
-  prospector.scanner.check_interval: 1s
-  parsers:
-    - ndjson:
-        target: drainhook
-        add_error_key: true
-YAML
-    copy "$snippet" "$filebeat_input" 0644
-    rm -f "$snippet"
+    copy "$(find_src infra/filebeat/drainhook-report.yml)" "$filebeat_input" 0644
     if ! grep -q 'inputs\.d' "$filebeat_dir/filebeat.yml" 2>/dev/null; then
         echo "NOTE: filebeat reads $filebeat_input only with external inputs enabled; add to" \
             "$filebeat_dir/filebeat.yml:  filebeat.config.inputs: {enabled: true, path: inputs.d/*.yml}"

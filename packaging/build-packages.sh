@@ -11,6 +11,8 @@
 #     used only where systemd is not the init
 #   /etc/drainhook/drainhook.toml (example, every key commented out; a config file)
 #   /usr/share/doc/drainhook/README.md
+#   /usr/share/drainhook/filebeat-input.yml: filebeat's input for the drain report, which
+#     postinst puts in /etc/filebeat/inputs.d/ where filebeat is installed
 # The units and the SysV script name /usr/local/bin/drainhook (where infra/install.sh puts
 # it); in the packages that path becomes /usr/bin/drainhook.
 set -euo pipefail
@@ -46,6 +48,7 @@ stage() {
     sed -i 's|/usr/local/bin/drainhook|/usr/bin/drainhook|g' "$root$initd/drainhook"
     install -D -m 0644 "$here/drainhook.toml" "$root/etc/drainhook/drainhook.toml"
     install -D -m 0644 "$repo/README.md" "$root/usr/share/doc/drainhook/README.md"
+    install -D -m 0644 "$repo/infra/filebeat/drainhook-report.yml" "$root/usr/share/drainhook/filebeat-input.yml"
 }
 
 summary="Holds a terminating EC2 Auto Scaling instance until filebeat has shipped every log line"
@@ -104,6 +107,7 @@ cp -a $rpmroot/stage/. %{buildroot}/
 %dir /etc/drainhook
 %attr(0644,root,root) %config(noreplace) /etc/drainhook/drainhook.toml
 %doc /usr/share/doc/drainhook/README.md
+%attr(0644,root,root) /usr/share/drainhook/filebeat-input.yml
 
 SPEC
     echo "%post"

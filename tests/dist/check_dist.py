@@ -127,7 +127,7 @@ def run_binary(arch, binary, args):
 
 FILES = {"/usr/bin/drainhook", "/usr/lib/systemd/system/drainhook.service",
          "/usr/lib/systemd/system/drainhook-shutdown.service", "/etc/drainhook/drainhook.toml",
-         "/usr/share/doc/drainhook/README.md"}
+         "/usr/share/doc/drainhook/README.md", "/usr/share/drainhook/filebeat-input.yml"}
 
 
 def check_scripts(label, text, problems):
