@@ -103,10 +103,18 @@ pub struct HookTiming {
 }
 
 impl HookTiming {
-    /// AWS's defaults, used when the hook cannot be read.
+    /// What a hold assumes while the hook cannot be read: the shortest HeartbeatTimeout AWS
+    /// allows (30 s), so heartbeats come often enough whatever the real one is; never the
+    /// longest, which would let a short real timeout expire mid-drain. The global timeout
+    /// is left to `--max-hold` (AWS's own cap, 48 h).
+    /// Transitional: see [`HookTiming::assumed`].
     pub const fn default_timing() -> Self {
+        Self::assumed()
+    }
+
+    pub const fn assumed() -> Self {
         HookTiming {
-            heartbeat_timeout: Duration::from_secs(3600),
+            heartbeat_timeout: Duration::from_secs(30),
             global_timeout: Duration::from_secs(48 * 3600),
         }
     }
@@ -164,6 +172,14 @@ impl Lifecycle {
         if let Some(h) = self.cached_hook(group) {
             return Ok(h);
         }
+        self.read_terminating_hook(group).await
+    }
+
+    /// [`Lifecycle::terminating_hook`] read from Auto Scaling now (and cached).
+    pub async fn read_terminating_hook(
+        &self,
+        group: &str,
+    ) -> Result<(String, HookTiming), CallError> {
         let out = self
             .client
             .describe_lifecycle_hooks()
@@ -213,25 +229,95 @@ impl Lifecycle {
         Ok((name, timing))
     }
 
-    /// The hook's HeartbeatTimeout and global timeout.
-    pub async fn hook_timing(&self, group: &str, hook: &str) -> Result<HookTiming, CallError> {
-        if let Some((name, timing)) = self.cached_hook(group) {
-            if name == hook {
-                return Ok(timing);
-            }
-        }
+    /// The hook's timing, read from Auto Scaling now (never from the cache, which it
+    /// updates). `Ok(None)`: the group has no termination hook of that name any more (removed
+    /// or renamed); the `String` then names those it has.
+    pub async fn read_hook(
+        &self,
+        group: &str,
+        hook: &str,
+    ) -> Result<Result<HookTiming, String>, CallError> {
         let out = self
             .client
             .describe_lifecycle_hooks()
             .auto_scaling_group_name(group)
-            .lifecycle_hook_names(hook)
             .send()
             .await
             .map_err(|e| classify("DescribeLifecycleHooks", e))?;
-        let h = out.lifecycle_hooks().first().ok_or_else(|| {
-            CallError::Failed(format!("no lifecycle hook {hook} on group {group}"))
-        })?;
-        Ok(timing_of(h))
+        let hooks: Vec<_> = out
+            .lifecycle_hooks()
+            .iter()
+            .filter(|h| h.lifecycle_transition() == Some(TERMINATING))
+            .collect();
+        let Some(h) = hooks.iter().find(|h| h.lifecycle_hook_name() == Some(hook)) else {
+            let names: Vec<&str> = hooks
+                .iter()
+                .filter_map(|h| h.lifecycle_hook_name())
+                .collect();
+            return Ok(Err(list_or_none(&names)));
+        };
+        let timing = timing_of(h);
+        if let Ok(mut m) = self.hooks.lock() {
+            // The cache only serves the first heartbeat of the next hold: keep it current.
+            if m.get(group).is_some_and(|(name, _)| name == hook) || hooks.len() == 1 {
+                m.insert(group.to_string(), (hook.to_string(), timing));
+            }
+        }
+        Ok(Ok(timing))
+    }
+
+    /// Transitional (until the hold reads the hook itself): the cached timing, else a read.
+    pub async fn hook_timing(&self, group: &str, hook: &str) -> Result<HookTiming, CallError> {
+        if let Some(t) = self.cached_timing(group, hook) {
+            return Ok(t);
+        }
+        self.read_hook(group, hook).await?.map_err(|has| {
+            CallError::Failed(format!(
+                "no lifecycle hook {hook} on group {group} (it has: {has})"
+            ))
+        })
+    }
+
+    /// The timing of the hook last read for any group (an agent's instance is in one).
+    pub fn any_cached_timing(&self) -> Option<HookTiming> {
+        self.hooks.lock().ok()?.values().next().map(|(_, t)| *t)
+    }
+
+    /// The hook's timing as last read (the cache), if it is that hook.
+    pub fn cached_timing(&self, group: &str, hook: &str) -> Option<HookTiming> {
+        self.cached_hook(group)
+            .filter(|(name, _)| name == hook)
+            .map(|(_, t)| t)
+    }
+
+    /// Whether a notice for `hook` of `group` is for the hook this agent holds for: the one
+    /// `--hook-name` names, else the group's only termination hook (read again when the
+    /// cache names another: the hook may have been renamed).
+    pub async fn is_our_hook(&self, group: &str, hook: &str) -> Result<bool, CallError> {
+        if let Some(want) = &self.hook_name {
+            return Ok(want == hook);
+        }
+        if self
+            .cached_hook(group)
+            .is_some_and(|(name, _)| name == hook)
+        {
+            return Ok(true);
+        }
+        match self.read_terminating_hook(group).await {
+            Ok((name, _)) => Ok(name == hook),
+            // No termination hook, or several and none named: not one this agent can hold.
+            Err(CallError::Failed(_)) => Ok(false),
+            // Auto Scaling cannot be asked, and no hook was ever read (the cache names none):
+            // the notice's own hook is the best evidence there is. Refusing it could lose this
+            // instance's drain; a group with several hooks needs --hook-name anyway.
+            Err(e) if self.cached_hook(group).is_none() => {
+                tracing::warn!(
+                    "cannot read group {group}'s termination hooks ({e}); taking the notice's hook {hook} for this agent's"
+                );
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn heartbeat(&self, a: &LifecycleAction) -> Result<(), CallError> {

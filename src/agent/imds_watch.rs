@@ -11,9 +11,11 @@
 //! Whether IMDS answers is published on a watch channel: the queue listener uses it to
 //! decide how long to leave other instances' messages hidden.
 
+use super::fmt_d;
+use super::retry::{Quiet, Say};
 use super::{Ctx, Event, Source};
 use crate::imds::{ImdsClient, ImdsLookupError};
-use crate::lifecycle::WaitingError;
+use crate::lifecycle::{CallError, WaitingError};
 use crate::utc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,9 +31,23 @@ const SPOT_EVERY: u64 = 5;
 /// Consecutive failed looks after which IMDS counts as not working.
 const FAILURES_UNTIL_DOWN: u32 = 3;
 
-/// After `Terminated`, how long the group may take to show the instance in
-/// `Terminating:Wait` before the agent concludes there is no action to hold.
+/// After `Terminated`, how long Auto Scaling may keep answering that the instance is not in
+/// `Terminating:Wait` (or that the group has no hook) before the agent concludes there is no
+/// action to hold. Only definite answers count: a call that fails (throttling, 5xx, network)
+/// says nothing, and is retried as long as the action can be alive.
 const RESOLVE_FOR: Duration = Duration::from_secs(30);
+
+/// How far the first ask after `Terminated` is spread: a scale-in flips many instances in the
+/// same second, and their agents must not all ask Auto Scaling (account-wide rate) at once.
+const FIRST_ASK_JITTER: Duration = Duration::from_secs(2);
+
+/// Retries of a failed ask: jittered, from 1 s up to 10 s between asks.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// The longest HeartbeatTimeout AWS allows: without a heartbeat no action lives longer after
+/// its start, so failed asks stop there.
+const LONGEST_ACTION: Duration = Duration::from_secs(7200);
 
 pub(crate) async fn run(ctx: Arc<Ctx>, events: mpsc::Sender<Event>, imds_ok: watch::Sender<bool>) {
     let imds = ImdsClient::for_watching();
@@ -43,6 +59,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, events: mpsc::Sender<Event>, imds_ok: wat
         last_state: None,
         terminating_since: None,
         resolved: false,
+        resolving: Resolving::default(),
         failures: 0,
         last_error: None,
         said_404: false,
@@ -77,6 +94,8 @@ struct Watcher<'a> {
     terminating_since: Option<Instant>,
     /// The termination was handed to the coordinator (or given up on).
     resolved: bool,
+    /// The asks since `Terminated`.
+    resolving: Resolving,
     failures: u32,
     last_error: Option<String>,
     said_404: bool,
@@ -146,8 +165,14 @@ impl Watcher<'_> {
             self.last_state = Some(state.clone());
         }
         if state == "Terminated" || state == "Warmed:Terminated" {
-            let since = *self.terminating_since.get_or_insert_with(Instant::now);
-            if !self.resolved {
+            let since = *self.terminating_since.get_or_insert_with(|| {
+                self.resolving = Resolving {
+                    next_ask: Instant::now() + super::retry::jitter(FIRST_ASK_JITTER),
+                    ..Resolving::default()
+                };
+                Instant::now()
+            });
+            if !self.resolved && Instant::now() >= self.resolving.next_ask {
                 self.resolve(since).await;
             }
         } else {
@@ -158,16 +183,28 @@ impl Watcher<'_> {
         }
     }
 
-    /// Finds the action to hold and hands it to the coordinator.
+    /// Finds the action to hold and hands it to the coordinator. A definite answer ends the
+    /// search (the action; or, for [`RESOLVE_FOR`], "not waiting" or "no hook"); a failed call
+    /// never does: it is asked again with jittered backoff while the action can be alive.
     async fn resolve(&mut self, since: Instant) {
-        match self
+        let answer = self
             .ctx
             .lifecycle
             .waiting_action(&self.ctx.instance_id)
-            .await
-        {
+            .await;
+        let now = Instant::now();
+        let r = &mut self.resolving;
+        let definite_for = |r: &mut Resolving| now - *r.definite_since.get_or_insert(now);
+        match answer {
             Ok(Some(action)) => {
                 self.resolved = true;
+                if let Some((n, d)) = r.quiet.succeeded(now) {
+                    tracing::info!(
+                        "IMDS trigger: Auto Scaling answered after {n} failed {} over {}: holding",
+                        if n == 1 { "ask" } else { "asks" },
+                        fmt_d(d)
+                    );
+                }
                 let _ = self
                     .events
                     .send(Event::Terminating {
@@ -177,20 +214,63 @@ impl Watcher<'_> {
                     })
                     .await;
             }
-            Ok(None) => {}
-            Err(e) if since.elapsed() >= RESOLVE_FOR => {
-                self.resolved = true;
-                tracing::warn!(
-                    "IMDS says this instance is being terminated, but for {}s it was {e}: no lifecycle action to hold (does the group have a termination hook?); the shutdown fallback drains what it can",
-                    RESOLVE_FOR.as_secs()
-                );
+            Ok(None) => r.next_ask = now + TICK,
+            Err(WaitingError::Call(CallError::Transient(e))) => {
+                r.definite_since = None;
+                let wait = r.delays.next().unwrap_or(RETRY_MAX);
+                r.next_ask = now + wait;
+                let trying = now - since;
+                // The action began about when IMDS turned: without a heartbeat it lives
+                // HeartbeatTimeout from then (the cached one, if this agent read it; the
+                // estimate says which).
+                let window = match self.ctx.lifecycle.any_cached_timing() {
+                    Some(t) => {
+                        let left = t.heartbeat_timeout.saturating_sub(trying);
+                        format!(
+                            "about {} of the hook's window left (HeartbeatTimeout {} as last read)",
+                            fmt_d(left),
+                            fmt_d(t.heartbeat_timeout)
+                        )
+                    }
+                    None => "the hook's window is not known yet (HeartbeatTimeout unread)".into(),
+                };
+                if trying >= LONGEST_ACTION {
+                    self.resolved = true;
+                    tracing::error!(
+                        "IMDS says this instance is being terminated, but for {} Auto Scaling could not be asked ({} attempts; last: {e}): no lifecycle action can still be alive; giving up, the shutdown fallback drains what it can",
+                        fmt_d(trying),
+                        r.quiet.attempts() + 1
+                    );
+                    return;
+                }
+                match r.quiet.failed(now) {
+                    Say::First => tracing::warn!(
+                        "IMDS says Terminated; finding the lifecycle action failed ({e}); trying again in {} (trying for {}; {window})",
+                        fmt_d(wait),
+                        fmt_d(trying)
+                    ),
+                    Say::Summary { attempts, .. } => tracing::warn!(
+                        "IMDS says Terminated; still cannot find the lifecycle action: {attempts} failed asks in {}, last: {e}; trying again in {} ({window})",
+                        fmt_d(trying),
+                        fmt_d(wait)
+                    ),
+                    Say::Nothing => {}
+                }
             }
-            Err(WaitingError::Call(e)) => {
-                tracing::warn!(
-                    "IMDS says Terminated; finding the lifecycle action failed, trying again: {e}"
-                )
+            Err(e) => {
+                // A definite answer: not (yet) in Terminating:Wait, or no hook to hold for.
+                // Auto Scaling may lag IMDS by a moment: believed once it lasts.
+                r.quiet.succeeded(now);
+                r.delays = Resolving::fresh_delays();
+                r.next_ask = now + TICK;
+                if definite_for(r) >= RESOLVE_FOR {
+                    self.resolved = true;
+                    tracing::warn!(
+                        "IMDS says this instance is being terminated, but for {} Auto Scaling answered: {e}; no lifecycle action to hold (does the group have a termination hook?); the shutdown fallback drains what it can",
+                        fmt_d(RESOLVE_FOR)
+                    );
+                }
             }
-            Err(WaitingError::NotWaiting(_)) => {} // Auto Scaling may lag IMDS by a moment
         }
     }
 
@@ -216,6 +296,32 @@ impl Watcher<'_> {
             Ok(Some(_)) => {}
             Ok(None) => self.spot_said = false,
             Err(e) => self.down(describe(&e)),
+        }
+    }
+}
+
+/// The IMDS trigger's asks after `Terminated`.
+struct Resolving {
+    next_ask: Instant,
+    delays: Box<dyn Iterator<Item = Duration> + Send + Sync>,
+    quiet: Quiet,
+    /// Since when Auto Scaling answers definitely that there is nothing to hold.
+    definite_since: Option<Instant>,
+}
+
+impl Resolving {
+    fn fresh_delays() -> Box<dyn Iterator<Item = Duration> + Send + Sync> {
+        Box::new(super::retry::backoff(RETRY_MIN, RETRY_MAX))
+    }
+}
+
+impl Default for Resolving {
+    fn default() -> Self {
+        Resolving {
+            next_ask: Instant::now(),
+            delays: Resolving::fresh_delays(),
+            quiet: Quiet::default(),
+            definite_since: None,
         }
     }
 }

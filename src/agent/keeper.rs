@@ -8,14 +8,16 @@
 //! window that is left ([`Renewer`]), and the log says how close it came. A message's
 //! visibility gets the same care: if it lapsed, other agents would see it again.
 
+use super::retry::{bounded, Quiet, Say};
 use super::{fmt_d, Ctx, HeldMessage};
-use crate::lifecycle::CallError;
+use crate::lifecycle::{CallError, HookTiming};
 use crate::message::LifecycleAction;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 /// The schedule of one renewal (heartbeat or visibility): every `period` while it works;
@@ -27,8 +29,16 @@ pub(crate) struct Renewer {
     last_ok: Instant,
     next: Instant,
     failures: u32,
-    backoff: Box<dyn Iterator<Item = Duration> + Send>,
+    backoff: Box<dyn Iterator<Item = Duration> + Send + Sync>,
+    /// Once the window has closed, nothing is urgent any more: retries wait seconds, and
+    /// more each time (a renewal failing for a whole hold must not add load to an API that
+    /// the whole account shares).
+    late: Box<dyn Iterator<Item = Duration> + Send + Sync>,
 }
+
+/// Retries once the window has closed: 2 s, growing to 30 s, jittered.
+const LATE_MIN: Duration = Duration::from_secs(2);
+const LATE_MAX: Duration = Duration::from_secs(30);
 
 /// What a failed renewal means for the schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +59,28 @@ impl Renewer {
             next: last_ok + period,
             failures: 0,
             backoff: Box::new(fresh_backoff()),
+            late: Box::new(super::retry::backoff(LATE_MIN, LATE_MAX)),
+        }
+    }
+
+    /// New timing (the hook was read): the next renewal comes no later than the new period
+    /// after the last one that landed.
+    pub fn retime(&mut self, period: Duration, window: Duration) {
+        self.period = period;
+        self.window = window;
+        if self.failures == 0 {
+            self.next = self.next.min(self.last_ok + period);
+        }
+    }
+
+    /// How long one call may take: what is left of the window (at least 3 s, at most
+    /// 60 s); once the window has closed, 30 s.
+    pub fn call_bound(&self, now: Instant) -> Duration {
+        let left = self.deadline().saturating_duration_since(now);
+        if left.is_zero() {
+            LATE_MAX
+        } else {
+            left.clamp(Duration::from_secs(3), Duration::from_secs(60))
         }
     }
 
@@ -85,6 +117,7 @@ impl Renewer {
         });
         self.failures = 0;
         self.backoff = Box::new(fresh_backoff());
+        self.late = Box::new(super::retry::backoff(LATE_MIN, LATE_MAX));
         self.last_ok = now;
         self.next = now + self.period;
         recovered
@@ -94,6 +127,11 @@ impl Renewer {
     pub fn failed(&mut self, now: Instant) -> Retry {
         self.failures += 1;
         let left = self.deadline().saturating_duration_since(now);
+        if left.is_zero() {
+            let delay = self.late.next().unwrap_or(LATE_MAX);
+            self.next = now + delay;
+            return Retry { delay, left };
+        }
         let usable = left.saturating_sub(self.margin());
         let step = self.backoff.next().unwrap_or(self.period);
         // At least three more tries fit in what is left; never sooner than 200 ms, never
@@ -107,7 +145,7 @@ impl Renewer {
     }
 }
 
-fn fresh_backoff() -> impl Iterator<Item = Duration> + Send {
+fn fresh_backoff() -> impl Iterator<Item = Duration> + Send + Sync {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(500))
         .with_max_delay(Duration::from_secs(30))
@@ -133,14 +171,29 @@ pub(crate) fn take_messages(messages: &Messages) -> Vec<HeldMessage> {
         .unwrap_or_default()
 }
 
-/// The keeper's view for the hold: when the last heartbeat landed.
+/// The keeper's view for the hold: when the last heartbeat landed, and the hook's timing
+/// as last read.
 pub(crate) struct KeeperHandle {
     pub task: tokio::task::JoinHandle<()>,
     pub last_beat: watch::Receiver<Instant>,
+    #[allow(dead_code)] // read by the hold (next commit)
+    pub timing: watch::Receiver<HookTiming>,
 }
 
-/// Heartbeats and visibility extensions until aborted; sends `true` on `gone` when a
-/// heartbeat says the action no longer exists.
+/// The heartbeat interval for a hook's timing: `--heartbeat-interval`, else half the
+/// HeartbeatTimeout.
+pub(crate) fn interval(ctx: &Ctx, timing: &HookTiming) -> Duration {
+    ctx.cfg
+        .heartbeat_interval
+        .unwrap_or(timing.heartbeat_timeout / 2)
+        .max(Duration::from_secs(1))
+}
+
+/// Keeps the action alive until aborted, in three independent tasks, so that one slow
+/// service never delays the other's renewal: the heartbeats, the messages' visibility, and
+/// the reading of the hook (its timing as it is now, not as cached: the heartbeats follow
+/// it; `timing` is what the hold assumed meanwhile). Every call is bounded by the window that
+/// is left. Sends `true` on `gone` when a heartbeat says the action no longer exists.
 pub(crate) fn spawn(
     ctx: Arc<Ctx>,
     action: LifecycleAction,
@@ -149,65 +202,116 @@ pub(crate) fn spawn(
     adopted: Arc<Notify>,
     gone: watch::Sender<bool>,
 ) -> KeeperHandle {
+    spawn_with(
+        ctx,
+        action,
+        heartbeat,
+        HookTiming::assumed(),
+        messages,
+        adopted,
+        gone,
+    )
+}
+
+pub(crate) fn spawn_with(
+    ctx: Arc<Ctx>,
+    action: LifecycleAction,
+    heartbeat: Renewer,
+    timing: HookTiming,
+    messages: Messages,
+    adopted: Arc<Notify>,
+    gone: watch::Sender<bool>,
+) -> KeeperHandle {
     let (beat_tx, last_beat) = watch::channel(heartbeat.last_ok());
-    let task = tokio::spawn(async move {
-        let mut hb = heartbeat;
-        let vis = ctx.cfg.visibility_timeout;
-        let mut visibility = Renewer::new(vis / 2, vis, Instant::now());
-        // Messages already held were received moments ago: extend them right away, so
-        // their visibility is ours, whatever the receive asked for.
-        visibility.due_now(Instant::now());
-        loop {
-            let has_messages = messages.lock().map(|m| !m.is_empty()).unwrap_or(false);
-            let wake = if has_messages {
-                hb.next_at().min(visibility.next_at())
-            } else {
-                hb.next_at()
-            };
-            tokio::select! {
-                _ = tokio::time::sleep_until(wake) => {}
-                _ = adopted.notified() => {
-                    visibility.due_now(Instant::now());
-                    continue;
+    let (timing_tx, timing_rx) = watch::channel(timing);
+    let mut set = JoinSet::new();
+    set.spawn(heartbeats(
+        ctx.clone(),
+        action.clone(),
+        heartbeat,
+        timing_rx.clone(),
+        beat_tx,
+        gone,
+    ));
+    set.spawn(visibility(ctx.clone(), messages, adopted));
+    set.spawn(read_hook(ctx, action, timing_tx));
+    // Aborting this task drops the set, which aborts all three.
+    let task = tokio::spawn(async move { while set.join_next().await.is_some() {} });
+    KeeperHandle {
+        task,
+        last_beat,
+        timing: timing_rx,
+    }
+}
+
+async fn heartbeats(
+    ctx: Arc<Ctx>,
+    action: LifecycleAction,
+    mut hb: Renewer,
+    mut timing: watch::Receiver<HookTiming>,
+    beat_tx: watch::Sender<Instant>,
+    gone: watch::Sender<bool>,
+) {
+    let mut quiet = Quiet::default();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(hb.next_at()) => {}
+            Ok(()) = timing.changed() => {
+                let t = *timing.borrow_and_update();
+                hb.retime(interval(&ctx, &t), t.heartbeat_timeout);
+                continue;
+            }
+        }
+        let bound = hb.call_bound(Instant::now());
+        match bounded(
+            "RecordLifecycleActionHeartbeat",
+            bound,
+            ctx.lifecycle.heartbeat(&action),
+        )
+        .await
+        {
+            Ok(()) => {
+                let now = Instant::now();
+                quiet.succeeded(now);
+                match hb.succeeded(now) {
+                    Some((n, left)) => tracing::warn!(
+                        "heartbeat recovered after {n} failed {}: {} were left before the hook would have expired",
+                        if n == 1 { "attempt" } else { "attempts" },
+                        fmt_d(left)
+                    ),
+                    None => tracing::info!(
+                        "heartbeat sent (next due in {})",
+                        fmt_d(hb.next_at() - now)
+                    ),
                 }
+                let _ = beat_tx.send(now);
             }
-            let now = Instant::now();
-            if has_messages && now >= visibility.next_at() {
-                extend_visibility(&ctx, &messages, &mut visibility).await;
+            Err(CallError::Gone(m)) => {
+                tracing::warn!("heartbeat: {m}; no more heartbeats");
+                let _ = gone.send(true);
+                return;
             }
-            if now >= hb.next_at() {
-                match ctx.lifecycle.heartbeat(&action).await {
-                    Ok(()) => {
-                        let now = Instant::now();
-                        match hb.succeeded(now) {
-                            Some((n, left)) => tracing::warn!(
-                                "heartbeat recovered after {n} failed {}: {} were left before the hook would have expired",
-                                if n == 1 { "attempt" } else { "attempts" },
-                                fmt_d(left)
-                            ),
-                            None => tracing::info!(
-                                "heartbeat sent (next due in {})",
-                                fmt_d(hb.next_at() - now)
-                            ),
-                        }
-                        let _ = beat_tx.send(now);
-                    }
-                    Err(CallError::Gone(m)) => {
-                        tracing::warn!("heartbeat: {m}; no more heartbeats");
-                        let _ = gone.send(true);
-                        return;
-                    }
-                    Err(e) => {
-                        let r = hb.failed(Instant::now());
+            Err(e) => {
+                let now = Instant::now();
+                let r = hb.failed(now);
+                match quiet.failed(now) {
+                    Say::Nothing => {}
+                    say => {
+                        let so_far = match say {
+                            Say::Summary { attempts, for_ } => {
+                                format!(" ({attempts} failed attempts in {})", fmt_d(for_))
+                            }
+                            _ => String::new(),
+                        };
                         if r.left.is_zero() {
                             tracing::error!(
-                                "heartbeat failed: {e}; the hook has probably expired already (last heartbeat {} ago); retrying in {}",
+                                "heartbeat failed{so_far}: {e}; the hook has probably expired already (last heartbeat {} ago); retrying in {}",
                                 fmt_d(hb.last_ok().elapsed()),
                                 fmt_d(r.delay)
                             );
                         } else {
                             tracing::warn!(
-                                "heartbeat failed: {e}; retrying in {} ({} left before the hook expires)",
+                                "heartbeat failed{so_far}: {e}; retrying in {} ({} left before the hook expires)",
                                 fmt_d(r.delay),
                                 fmt_d(r.left)
                             );
@@ -216,42 +320,141 @@ pub(crate) fn spawn(
                 }
             }
         }
-    });
-    KeeperHandle { task, last_beat }
+    }
 }
 
-async fn extend_visibility(ctx: &Ctx, messages: &Messages, r: &mut Renewer) {
+/// The messages' visibility, renewed every half visibility timeout (extended at once when
+/// one is adopted: it was received moments ago, with the receive's own visibility).
+async fn visibility(ctx: Arc<Ctx>, messages: Messages, adopted: Arc<Notify>) {
     let Some(queue) = &ctx.queue else {
         return;
     };
-    let held: Vec<HeldMessage> = messages
-        .lock()
-        .map(|m| m.values().cloned().collect())
-        .unwrap_or_default();
-    let secs = ctx.cfg.visibility_timeout.as_secs() as i32;
-    let mut failed = None;
-    for m in &held {
-        if let Err(e) = queue.change_visibility(&m.receipt, secs).await {
-            failed = Some(e);
+    let vis = ctx.cfg.visibility_timeout;
+    let mut r = Renewer::new(vis / 2, vis, Instant::now());
+    r.due_now(Instant::now());
+    let mut quiet = Quiet::default();
+    loop {
+        let has_messages = messages.lock().map(|m| !m.is_empty()).unwrap_or(false);
+        tokio::select! {
+            _ = tokio::time::sleep_until(r.next_at()), if has_messages => {}
+            _ = adopted.notified() => {
+                r.due_now(Instant::now());
+                continue;
+            }
         }
-    }
-    let now = Instant::now();
-    match failed {
-        None => {
-            if let Some((n, left)) = r.succeeded(now) {
+        let held: Vec<HeldMessage> = messages
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        let secs = vis.as_secs() as i32;
+        let mut failed = None;
+        for m in &held {
+            let bound = r.call_bound(Instant::now());
+            let call = async {
+                queue
+                    .change_visibility(&m.receipt, secs)
+                    .await
+                    .map_err(CallError::Transient)
+            };
+            if let Err(e) = bounded("ChangeMessageVisibility", bound, call).await {
+                failed = Some(e);
+            }
+        }
+        let now = Instant::now();
+        match failed {
+            None => {
+                quiet.succeeded(now);
+                if let Some((n, left)) = r.succeeded(now) {
+                    tracing::warn!(
+                        "message visibility extended again after {n} failed attempts ({} were left)",
+                        fmt_d(left)
+                    );
+                }
+            }
+            Some(e) => {
+                let retry = r.failed(now);
+                let so_far = match quiet.failed(now) {
+                    Say::Nothing => continue,
+                    Say::First => String::new(),
+                    Say::Summary { attempts, for_ } => {
+                        format!(" ({attempts} failed attempts in {})", fmt_d(for_))
+                    }
+                };
                 tracing::warn!(
-                    "message visibility extended again after {n} failed attempts ({} were left)",
-                    fmt_d(left)
+                    "ChangeMessageVisibility failed{so_far}: {e}; retrying in {} ({} left before the message is visible to other agents)",
+                    fmt_d(retry.delay),
+                    fmt_d(retry.left)
                 );
             }
         }
-        Some(e) => {
-            let retry = r.failed(now);
-            tracing::warn!(
-                "ChangeMessageVisibility failed: {e}; retrying in {} ({} left before the message is visible to other agents)",
-                fmt_d(retry.delay),
-                fmt_d(retry.left)
-            );
+    }
+}
+
+/// Reads the hook once at the start of the hold (retried with backoff until it answers):
+/// its timing replaces what the hold assumed; a hook that is gone (removed or renamed) is
+/// said, and the heartbeats go on under the action's own name: Auto Scaling says whether the
+/// action still lives.
+async fn read_hook(ctx: Arc<Ctx>, action: LifecycleAction, timing_tx: watch::Sender<HookTiming>) {
+    let mut delays = super::retry::backoff(Duration::from_secs(1), Duration::from_secs(30));
+    let mut quiet = Quiet::default();
+    let was = *timing_tx.borrow();
+    loop {
+        let read = bounded(
+            "DescribeLifecycleHooks",
+            Duration::from_secs(20),
+            ctx.lifecycle.read_hook(&action.group, &action.hook),
+        )
+        .await;
+        let now = Instant::now();
+        match read {
+            Ok(Ok(t)) => {
+                if let Some((n, d)) = quiet.succeeded(now) {
+                    tracing::info!(
+                        "hook {} read after {n} failed attempts over {}",
+                        action.hook,
+                        fmt_d(d)
+                    );
+                }
+                if t.heartbeat_timeout != was.heartbeat_timeout {
+                    tracing::info!(
+                        "hook {}: HeartbeatTimeout {} (the hold assumed {} until read): heartbeat every {}",
+                        action.hook,
+                        fmt_d(t.heartbeat_timeout),
+                        fmt_d(was.heartbeat_timeout),
+                        fmt_d(interval(&ctx, &t))
+                    );
+                }
+                let _ = timing_tx.send(t);
+                return;
+            }
+            Ok(Err(has)) => {
+                tracing::warn!(
+                    "the group {} has no termination hook {} any more (removed or renamed? it has: {has}); heartbeats go on under the action's name, and Auto Scaling says whether the action still lives",
+                    action.group,
+                    action.hook
+                );
+                return;
+            }
+            Err(e) => {
+                let wait = delays.next().unwrap_or(Duration::from_secs(30));
+                match quiet.failed(now) {
+                    Say::Nothing => {}
+                    Say::First => tracing::warn!(
+                        "cannot read the hook's timeouts ({e}): assuming the shortest HeartbeatTimeout AWS allows ({}) until it is read; trying again in {}",
+                        fmt_d(was.heartbeat_timeout),
+                        fmt_d(wait)
+                    ),
+                    Say::Summary { attempts, for_ } => tracing::warn!(
+                        "still cannot read the hook's timeouts: {attempts} failed attempts in {}, last: {e}; trying again in {}",
+                        fmt_d(for_),
+                        fmt_d(wait)
+                    ),
+                }
+                ctx.pause(wait).await;
+                if ctx.stopping() {
+                    return;
+                }
+            }
         }
     }
 }

@@ -19,6 +19,7 @@ mod imds_watch;
 mod keeper;
 mod queue;
 mod resume;
+mod retry;
 mod spot;
 
 use crate::config::AgentConfig;
@@ -359,6 +360,17 @@ impl Coordinator {
             return;
         }
         if let Some(r) = self.running.as_mut() {
+            if message.is_some() && r.action.group == action.group && r.action.hook != action.hook {
+                // Another termination hook's notice (the listener filters them; this is the
+                // hook renamed while it waited): never part of this hold, never deleted by it.
+                tracing::warn!(
+                    hook = %action.hook,
+                    "a notice for hook {} while holding the action of hook {}: left alone",
+                    action.hook,
+                    r.action.hook
+                );
+                return;
+            }
             if message.is_some() {
                 self.ctx.message_held.store(true, Ordering::Relaxed);
             }
@@ -378,15 +390,6 @@ impl Coordinator {
                     }
                     return;
                 }
-                None if SystemTime::now()
-                    .duration_since(f.at)
-                    .is_ok_and(|d| d < Duration::from_secs(60)) =>
-                {
-                    // Auto Scaling's state lags our own complete by a moment: this is the
-                    // action just finished, not a new one.
-                    tracing::debug!("{source}: the action this agent just finished");
-                    return;
-                }
                 _ => {}
             }
         }
@@ -398,10 +401,20 @@ impl Coordinator {
                     .duration_since(f.at)
                     .is_ok_and(|d| d < LATE_COPY_WINDOW)
         });
-        tracing::info!(
-            instance = %action.instance_id, hook = %action.hook, group = %action.group,
-            "this instance is terminating (noticed by {source}): holding it"
-        );
+        if after_own && action.token.is_none() {
+            // Auto Scaling's state may lag this agent's own complete by a moment, or the
+            // hold that just ended was started by a stale copy of a notice while this is a
+            // new action: never dropped, the hold's first heartbeat (by instance id) asks.
+            tracing::info!(
+                instance = %action.instance_id, hook = %action.hook, group = %action.group,
+                "this instance is terminating (noticed by {source}) soon after a hold that ended: holding it if Auto Scaling says its action is alive"
+            );
+        } else {
+            tracing::info!(
+                instance = %action.instance_id, hook = %action.hook, group = %action.group,
+                "this instance is terminating (noticed by {source}): holding it"
+            );
+        }
         self.ctx.holding.store(true, Ordering::Relaxed);
         let messages = keeper::Messages::default();
         if let Some(m) = message {

@@ -291,6 +291,9 @@ pub(crate) async fn listen(
         last_check: None,
         last_ok_check: None,
         check_failing: false,
+        check_not_before: None,
+        check_delays: Box::new(check_delays()),
+        other_hook: HashMap::new(),
     };
     l.run().await;
 }
@@ -313,6 +316,12 @@ struct Listener<'a> {
     last_ok_check: Option<Instant>,
     /// The last check failed (logged once until one succeeds).
     check_failing: bool,
+    /// After a failed check, the next waits (jittered, growing): Auto Scaling's rate is
+    /// account-wide, and a throttled fleet must ask less, not as often.
+    check_not_before: Option<Instant>,
+    check_delays: Box<dyn Iterator<Item = Duration> + Send + Sync>,
+    /// This instance's notices of another termination hook, by message id (said once).
+    other_hook: HashMap<String, Instant>,
 }
 
 impl Listener<'_> {
@@ -400,6 +409,11 @@ impl Listener<'_> {
             let id = m.message_id().unwrap_or("?").to_string();
             match notice {
                 Notice::Terminating(action) if action.instance_id == me => {
+                    if !self.for_our_hook(&action, &id).await {
+                        // Another hook's notice (or one that cannot be told yet): left alone,
+                        // hidden for the receive's own visibility timeout; never deleted.
+                        continue;
+                    }
                     own = true;
                     tracing::info!(
                         message_id = %id, instance = %action.instance_id, hook = %action.hook,
@@ -455,6 +469,48 @@ impl Listener<'_> {
         }
         self.foreign(foreign, backup).await;
         !own
+    }
+
+    /// Whether this instance's termination notice is for the hook this agent holds for. A
+    /// notice for another termination hook (another tool's) is left alone: not held, not
+    /// deleted; its owner completes that action. When Auto Scaling cannot be asked which hook
+    /// is ours, the notice waits for the next receive.
+    async fn for_our_hook(&mut self, action: &crate::message::LifecycleAction, id: &str) -> bool {
+        let answer = super::retry::bounded(
+            "DescribeLifecycleHooks",
+            Duration::from_secs(20),
+            self.ctx.lifecycle.is_our_hook(&action.group, &action.hook),
+        )
+        .await;
+        let first = self
+            .other_hook
+            .insert(id.to_string(), Instant::now())
+            .is_none();
+        match answer {
+            Ok(true) => {
+                self.other_hook.remove(id);
+                true
+            }
+            Ok(false) => {
+                if first {
+                    tracing::info!(
+                        message_id = %id, hook = %action.hook, group = %action.group,
+                        "a termination notice for this instance from another hook ({}), not the one this agent holds for: left alone (not held, not deleted)",
+                        action.hook
+                    );
+                }
+                false
+            }
+            Err(e) => {
+                self.other_hook.remove(id);
+                tracing::warn!(
+                    message_id = %id,
+                    "termination notice for this instance from hook {}: cannot tell yet whether it is the hook this agent holds for ({e}); looked at again when it is received next",
+                    action.hook
+                );
+                false
+            }
+        }
     }
 
     /// Other instances' messages: delete those whose action is provably over, release
@@ -572,6 +628,7 @@ impl Listener<'_> {
         if self
             .last_check
             .is_some_and(|at| at.elapsed() < SELF_CHECK_EVERY)
+            || self.check_not_before.is_some_and(|t| Instant::now() < t)
         {
             return;
         }
@@ -580,9 +637,13 @@ impl Listener<'_> {
         self.last_check = Some(asked);
         let me = self.ctx.instance_id.as_str();
         let answer = self.ctx.lifecycle.waiting_action(me).await;
-        if self.check_failing && !matches!(answer, Err(WaitingError::Call(_))) {
-            self.check_failing = false;
-            tracing::info!("Auto Scaling answers again");
+        if !matches!(answer, Err(WaitingError::Call(_))) {
+            self.check_not_before = None;
+            self.check_delays = Box::new(check_delays());
+            if self.check_failing {
+                self.check_failing = false;
+                tracing::info!("Auto Scaling answers again");
+            }
         }
         match answer {
             Ok(Some(action)) => {
@@ -606,8 +667,10 @@ impl Listener<'_> {
                 tracing::debug!("another instance's termination notice: this instance is {where_}");
             }
             Err(WaitingError::Call(e)) => {
-                // Its own message still finds it; the check is tried again next turn.
+                // Its own message still finds it; the check is tried again after a backoff.
                 self.check_due = true;
+                self.check_not_before =
+                    Some(Instant::now() + self.check_delays.next().unwrap_or(SELF_CHECK_MAX));
                 if !self.check_failing {
                     tracing::warn!(
                         "cannot ask Auto Scaling whether this instance is terminating too (its own message is still looked for; asking again): {e}"
@@ -618,6 +681,8 @@ impl Listener<'_> {
             }
         }
         self.seen.retain(|_, first| first.elapsed() < SEEN_FOR);
+        self.other_hook
+            .retain(|_, first| first.elapsed() < SEEN_FOR);
     }
 
     /// A message we cannot handle is never just deleted: moved to the dead-letter queue
@@ -658,6 +723,14 @@ impl Listener<'_> {
             ),
         }
     }
+}
+
+/// The longest wait between failed self-checks.
+const SELF_CHECK_MAX: Duration = Duration::from_secs(10);
+
+/// Waits between failed self-checks: 1 s growing to [`SELF_CHECK_MAX`], jittered.
+fn check_delays() -> impl Iterator<Item = Duration> + Send + Sync {
+    super::retry::backoff(Duration::from_secs(1), SELF_CHECK_MAX)
 }
 
 /// Delays for the receive loop after the SDK gave up: 1 s doubling to 20 s (one long poll),

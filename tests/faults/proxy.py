@@ -9,16 +9,20 @@ read with GET /_faults (rules with their hit counts), cleared with DELETE /_faul
 
   {"service": "sqs" | "autoscaling" | "*",      # from the request's SigV4 credential scope
    "action": "RecordLifecycleActionHeartbeat" | "*",   # X-Amz-Target (SQS) or Action= (Query)
-   "mode": "500" | "throttle" | "reset" | "latency",
+   "mode": "500" | "throttle" | "reset" | "latency" | "hang",
    "start": EPOCH_SECONDS, "end": EPOCH_SECONDS,  # optional window (absolute wall-clock time)
    "probability": 0.3,                          # optional, default 1
    "count": 5,                                  # optional: at most this many faults
-   "seconds": 3}                                # latency mode: delay before forwarding
+   "seconds": 3}                                # latency mode: delay before forwarding;
+                                                # hang mode: how long to hold the request
+                                                # without an answer (default: until the
+                                                # window's end), then close the connection
 
 Faults look as AWS's own: Auto Scaling speaks the Query protocol (XML ErrorResponse, HTTP 500
 InternalFailure or HTTP 400 Throttling); SQS speaks AWS JSON 1.0 in query-compatible mode, as
 the SDK reads it (`__type` and the `x-amzn-query-error` header: InternalError, or
-RequestThrottled for throttling). "reset" closes the connection without an answer (RST).
+RequestThrottled for throttling). "reset" closes the connection without an answer (RST); "hang" accepts the request and says
+nothing (a service that hangs), then closes the connection.
 """
 
 import argparse
@@ -118,7 +122,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         if self.command == "POST":
             rules = json.loads(body or b"[]")
             for r in rules:
-                if r.get("mode") not in ("500", "throttle", "reset", "latency"):
+                if r.get("mode") not in ("500", "throttle", "reset", "latency", "hang"):
                     return self.reply(400, {}, b"bad mode")
                 r["hits"] = 0
             with LOCK:
@@ -143,6 +147,13 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             if mode == "reset":
                 # RST: no answer at all.
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.close_connection = True
+                self.connection.close()
+                return
+            if mode == "hang":
+                until = time.time() + float(rule.get("seconds", max(0.0, rule.get("end", time.time() + 30) - time.time())))
+                while time.time() < until:
+                    time.sleep(0.2)
                 self.close_connection = True
                 self.connection.close()
                 return

@@ -15,7 +15,12 @@ alone; both: the default with a queue) it prints:
 - the queue depth 60 s after the last action, with each agent stopped (SIGTERM) 5 s after its
   own instance left the group, as its shutdown would.
 
-It writes the figures as JSON (--out) and exits 1 if a bar of issue 7 is not reached.
+- with an account-wide Auto Scaling rate limit (the emulator's token buckets, shared by every
+  agent: --describe-rate Describe calls and --lifecycle-rate heartbeats and completes a second;
+  0 turns one off), how many of the agents' calls were throttled, by action.
+
+It writes the figures as JSON (--out) and exits 1 if a bar of issue 7 (or, under a rate limit,
+of issue 17) is not reached.
 """
 
 import argparse
@@ -152,7 +157,30 @@ def sqs_requests(stats, label):
     return sum(stats["requests"].get(label, {}).get("sqs", {}).values())
 
 
-def run_mode(mode, n, binary, data, work, idle_seconds):
+def post(path, obj):
+    req = urllib.request.Request(ENDPOINT + path, method="POST", data=json.dumps(obj).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.load(r)
+
+
+def throttled_by_action(stats, labels):
+    out = {}
+    for label in labels:
+        for action, k in stats.get("throttled", {}).get(label, {}).items():
+            out[action] = out.get(action, 0) + k
+    return out
+
+
+def asg_requests_by_action(stats, labels):
+    out = {}
+    for label in labels:
+        for action, k in stats["requests"].get(label, {}).get("autoscaling", {}).items():
+            out[action] = out.get(action, 0) + k
+    return out
+
+
+def run_mode(mode, n, binary, data, work, idle_seconds, rates=None):
     asg = boto3.client("autoscaling")
     sqs = boto3.client("sqs")
     name = "fleet-%s-%d" % (mode, int(time.time()))
@@ -196,6 +224,8 @@ def run_mode(mode, n, binary, data, work, idle_seconds):
     victims = [i for i, r in get("/_drainhook/stats")["actions"].items()
                if r["group"] == name and r["scale_in_at"] >= scale_t - 1]
     say("scale-in: desired %d -> %d, %d instances in Terminating:Wait" % (n, n - victims_n, len(victims)))
+    if rates:
+        say("account-wide Auto Scaling rate limit (an assumption, see docs/pressure.md): %s" % rates)
     ended = {}
     deadline = scale_t + 300
     while len(ended) < len(victims) and time.time() < deadline:
@@ -249,6 +279,9 @@ def run_mode(mode, n, binary, data, work, idle_seconds):
         "foreign_deletes": len(deleted_foreign), "live_messages_deleted_by_foreign_agents": len(live_deleted),
         "queue_depth_60s_after_last_action": depth,
         "last_action_s": last - scale_t,
+        "rate_limit_per_s": rates or None,
+        "autoscaling_requests_scale_in": asg_requests_by_action(after, ids),
+        "autoscaling_throttled_scale_in": throttled_by_action(after, ids),
     }
     f = lambda x: "-" if x is None else "%.2f" % x
     say("completed with CONTINUE by their own agent: %d/%d; expired: %d" % (len(own), len(victims), len(expired)))
@@ -261,6 +294,8 @@ def run_mode(mode, n, binary, data, work, idle_seconds):
     say("the busiest agent (%s): %s" % (busiest, after["requests"].get(busiest, {}).get("sqs", {})))
     say("messages deleted by a foreign agent: %d, of them while their action was alive: %d" % (len(deleted_foreign), len(live_deleted)))
     say("queue depth 60 s after the last action: %s" % ("no queue" if depth is None else depth))
+    say("Auto Scaling requests of the agents, scale-in until 60 s after the last action: %s; throttled: %s"
+        % (r["autoscaling_requests_scale_in"], r["autoscaling_throttled_scale_in"] or "none"))
     return r
 
 
@@ -275,8 +310,12 @@ def bars(r):
     if r["mode"] in ("imds", "both"):
         if r["completed_by_own_agent"] != r["victims"]:
             fail.append("%d/%d completed by their own agent" % (r["completed_by_own_agent"], r["victims"]))
-        if (r["first_heartbeat_s"]["p99"] or 99) > 3.0:
-            fail.append("p99 first heartbeat %.2f s > 3 s" % r["first_heartbeat_s"]["p99"])
+        # Under an account-wide rate limit a scale-in's first asks queue behind each other
+        # (50 DescribeAutoScalingInstances at 10 a second take 5 s at best): the bar is then
+        # the hook's safety, half its HeartbeatTimeout (60 s here), not speed.
+        first_bar = 30.0 if r["rate_limit_per_s"] else 3.0
+        if (r["first_heartbeat_s"]["p99"] or 99) > first_bar:
+            fail.append("p99 first heartbeat %.2f s > %.0f s" % (r["first_heartbeat_s"]["p99"], first_bar))
     if r["live_messages_deleted_by_foreign_agents"]:
         fail.append("a live action's message was deleted by a foreign agent")
     if r["mode"] == "imds" and r["sqs_requests_per_agent_scale_in"]["max"] != 0:
@@ -307,6 +346,10 @@ def main():
     p.add_argument("--idle", type=float, default=60, help="seconds of idle measurement")
     p.add_argument("--out", default=os.path.join(ROOT, ".fleet", "fleet.json"))
     p.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "drainhook"))
+    p.add_argument("--describe-rate", type=float, default=10,
+                   help="account-wide Auto Scaling Describe* calls a second (0: unlimited)")
+    p.add_argument("--lifecycle-rate", type=float, default=20,
+                   help="account-wide heartbeats and completes a second (0: unlimited)")
     a = p.parse_args()
     if not ENDPOINT:
         raise SystemExit("AWS_ENDPOINT_URL is not set: run through `make fleet`")
@@ -316,8 +359,10 @@ def main():
     os.makedirs(work)
     results, failures = [], []
     data = drained_registry(work, a.binary)
+    rates = {k: v for k, v in (("describe", a.describe_rate), ("lifecycle", a.lifecycle_rate)) if v}
+    post("/_drainhook/ratelimit", rates)
     for mode in a.modes.split(","):
-        r = run_mode(mode.strip(), a.n, a.binary, data, work, a.idle)
+        r = run_mode(mode.strip(), a.n, a.binary, data, work, a.idle, rates)
         results.append(r)
         for f in bars(r):
             failures.append("%s: %s" % (mode, f))

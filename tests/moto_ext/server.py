@@ -18,7 +18,10 @@ with HTTP 500 and keeps no scaling activities. This module adds:
   the instance; an unknown token, instance, hook or group gets AWS's ValidationError text;
 - DescribeScalingActivities lists the terminations.
 
-Two test-side additions, on routes under /_drainhook/ of the same server:
+With two or more termination hooks, an instance gets one action (token, notice) per hook and
+leaves its group once all have ended, as in AWS.
+
+Test-side additions, on routes under /_drainhook/ of the same server:
 
 - an IMDSv2 stand-in per instance (GET /_drainhook/imds/<instance-id> starts it and answers
   {"endpoint": "http://127.0.0.1:PORT/"}): token PUT, then GETs with the token (401
@@ -30,7 +33,14 @@ Two test-side additions, on routes under /_drainhook/ of the same server:
   (the `app/<label>` the SDK puts in User-Agent from AWS_SDK_UA_APP_ID), service and action;
   per lifecycle action the scale-in, heartbeats, completion (result, by whom) or expiry; and
   every SQS deletion with the instance its message was about and whether that instance's
-  action was alive at that moment.
+  action was alive at that moment;
+- an account-wide Auto Scaling rate limit (off unless set: POST /_drainhook/ratelimit with
+  {"describe": 10, "lifecycle": 20} calls a second, each a token bucket of one second's
+  burst, shared by every agent): Describe* calls and the lifecycle calls
+  (RecordLifecycleActionHeartbeat, CompleteLifecycleAction) over the rate are answered as AWS
+  does, HTTP 400 `Throttling` "Rate exceeded"; the stats count them per agent and action
+  (`throttled`). Only agents' requests (an `app/<label>`) count: the test harness's own
+  calls are neither limited nor take tokens.
 
 moto is pinned (see the Makefile): these patches reach into its models.
 """
@@ -68,8 +78,14 @@ def now_iso():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def record_key(instance_id, hook, first):
+    """RECORDS key of an action: the instance id for its group's first termination hook (the
+    one the tests' agents hold for), "instance/hook" for any other."""
+    return instance_id if first else "%s/%s" % (instance_id, hook.name)
+
+
 class Action:
-    def __init__(self, backend, group, state, hook):
+    def __init__(self, backend, group, state, hook, first=True):
         self.backend = backend
         self.group = group
         self.state = state
@@ -80,7 +96,8 @@ class Action:
         self.deadline = self.started + hook.heartbeat_timeout
         self.global_deadline = self.started + min(172800, 100 * hook.heartbeat_timeout)
         self.heartbeats = 0
-        RECORDS[self.instance_id] = {
+        self.key = record_key(self.instance_id, hook, first)
+        RECORDS[self.key] = {
             "group": group.name,
             "hook": hook.name,
             "scale_in_at": self.started,
@@ -135,13 +152,19 @@ def terminating_hooks(backend, group_name):
 
 
 def begin_termination(backend, group, state):
-    """The instance waits in Terminating:Wait for the first terminating hook."""
+    """The instance waits in Terminating:Wait for every terminating hook of its group, as in
+    AWS: one lifecycle action (token, notice) per hook; it leaves once all have ended."""
     hooks = terminating_hooks(backend, group.name)
     if not hooks:
         return False
-    hook = hooks[0]
     state.lifecycle_state = "Terminating:Wait"
-    action = Action(backend, group, state, hook)
+    for i, hook in enumerate(hooks):
+        notify(backend, group, state, hook, i == 0)
+    return True
+
+
+def notify(backend, group, state, hook, first):
+    action = Action(backend, group, state, hook, first)
     backend_actions(backend).append(action)
     body = {
         "Origin": "AutoScalingGroup",
@@ -159,13 +182,12 @@ def begin_termination(backend, group, state):
     if getattr(hook, "_metadata", None):
         body["NotificationMetadata"] = hook._metadata
     send_to_target(backend, hook, body)
-    return True
 
 
 def finish(action, result, cause, by=None):
     """Terminates the instance once its action ends (both results terminate)."""
     backend, group = action.backend, action.group
-    rec = RECORDS.get(action.instance_id)
+    rec = RECORDS.get(action.key)
     if rec is not None:
         if by is None:
             rec["expired_at"] = time.time()
@@ -175,6 +197,8 @@ def finish(action, result, cause, by=None):
             rec["result"] = result
             rec["completed_by"] = by
     backend_actions(backend).remove(action)
+    if any(a.instance_id == action.instance_id for a in backend_actions(backend)):
+        return  # another hook's action still holds the instance
     group.instance_states = [s for s in group.instance_states if s.instance.id != action.instance_id]
     backend.ec2_backend.terminate_instances([action.instance_id])
     backend._activities.append(
@@ -318,7 +342,7 @@ def record_lifecycle_action_heartbeat(self):
         a = requested_action(self)
         a.deadline = min(time.time() + a.hook.heartbeat_timeout, a.global_deadline)
         a.heartbeats += 1
-        rec = RECORDS.get(a.instance_id)
+        rec = RECORDS.get(a.key)
         if rec is not None:
             rec["heartbeats"].append([time.time(), agent_label(self.headers)])
     return EmptyResult()
@@ -359,6 +383,66 @@ def expire_actions():
                         if time.time() >= min(a.deadline, a.global_deadline):
                             finish(a, a.hook.default_result, "the lifecycle action timed out")
 
+
+
+# -- account-wide rate limit -----------------------------------------------------------------
+
+
+class Bucket:
+    """A token bucket: `rate` tokens a second, at most `rate` (one second's burst) banked."""
+
+    def __init__(self, rate):
+        self.rate = float(rate)
+        self.tokens = self.rate
+        self.at = time.monotonic()
+
+    def take(self):
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+LIMITS = {}  # "describe" | "lifecycle" -> Bucket
+LIMITS_LOCK = threading.Lock()
+THROTTLED = {}  # label -> action -> count
+LIFECYCLE_CALLS = ("RecordLifecycleActionHeartbeat", "CompleteLifecycleAction")
+
+
+def rate_class(action):
+    if action.startswith("Describe"):
+        return "describe"
+    if action in LIFECYCLE_CALLS:
+        return "lifecycle"
+    return None
+
+
+def throttled(label, action):
+    """Whether this agent request is over the account's rate (and counts it if so)."""
+    kind = rate_class(action)
+    with LIMITS_LOCK:
+        bucket = LIMITS.get(kind) if kind else None
+        if bucket is None or bucket.take():
+            return False
+        per = THROTTLED.setdefault(label, {})
+        per[action] = per.get(action, 0) + 1
+        return True
+
+
+def limits_snapshot():
+    with LIMITS_LOCK:
+        return {k: dict(v) for k, v in THROTTLED.items()}, {k: b.rate for k, b in LIMITS.items()}
+
+
+def throttle_answer(start_response):
+    body = ('<ErrorResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/">'
+            "<Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error>"
+            "<RequestId>%s</RequestId></ErrorResponse>" % uuid.uuid4()).encode()
+    start_response("400 Bad Request", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 # -- accounting ---------------------------------------------------------------------------
@@ -468,6 +552,8 @@ def accounting(app):
         with STATS_LOCK:
             per = REQUESTS.setdefault(label, {}).setdefault(service, {})
             per[action] = per.get(action, 0) + 1
+        if service == "autoscaling" and label != "-" and throttled(label, action):
+            return throttle_answer(start_response)
         if target.endswith(".DeleteMessage") or target.endswith(".DeleteMessageBatch"):
             note_deletes(label, target, body)
         return app(environ, start_response)
@@ -490,12 +576,27 @@ def control(environ, start_response):
             return respond(start_response, "200 OK", {
                 "requests": REQUESTS, "actions": RECORDS, "deletes": DELETES,
                 "imds": {i: s.stats() for i, s in IMDS.items()},
+                "throttled": limits_snapshot()[0],
+                "ratelimit": limits_snapshot()[1],
             })
     if parts == ["stats", "reset"] and method == "POST":
         with STATS_LOCK:
             REQUESTS.clear()
             DELETES.clear()
+        with LIMITS_LOCK:
+            THROTTLED.clear()
         return respond(start_response, "200 OK", {"reset": True})
+    if parts == ["ratelimit"] and method == "POST":
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        try:
+            rates = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            new = {k: Bucket(v) for k, v in rates.items() if v and k in ("describe", "lifecycle")}
+        except (ValueError, TypeError, AttributeError) as e:
+            return respond(start_response, "400 Bad Request", {"error": str(e)})
+        with LIMITS_LOCK:
+            LIMITS.clear()
+            LIMITS.update(new)
+        return respond(start_response, "200 OK", {k: b.rate for k, b in new.items()})
     if len(parts) >= 2 and parts[0] == "imds":
         instance = parts[1]
         stand_in = imds_for(instance)
