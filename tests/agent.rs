@@ -418,7 +418,7 @@ async fn an_unreadable_registry_holds_the_instance_until_it_can_be_read() {
     let me = g.instances[0].clone();
     let t = tempfile::tempdir().unwrap();
     let data = t.path().join("data"); // filebeat has not written it yet
-    let agent = start_and_scale_in(&g, &me, &data, "cannot read the registry").await;
+    let agent = start_and_scale_in(&g, &me, &data, "cannot read the shippers' state").await;
     assert_eq!(
         g.state(&me).await.as_deref(),
         Some("Terminating:Wait"),
@@ -435,7 +435,7 @@ async fn an_unreadable_registry_holds_the_instance_until_it_can_be_read() {
         "{logs}"
     );
     assert_eq!(
-        logs.matches("cannot read the registry").count(),
+        logs.matches("cannot read the shippers' state").count(),
         1,
         "logged once: {logs}"
     );

@@ -59,12 +59,21 @@ fn open_and_compare(dir: &Path) -> Registry {
 
 fn cli_agrees(dir: &Path, reg: &Registry) {
     let lib = serde_json::to_value(backlog::compute(reg, &ProcScan::default())).unwrap();
+    let cli = common::backlog_json(dir);
+    // The binary's JSON is the aggregate over every shipper found; here there is one source,
+    // this registry, and its entry must be what the library computes.
+    let sources = cli["sources"]
+        .as_array()
+        .expect("backlog --json has sources");
+    assert_eq!(sources.len(), 1, "one source expected: {cli}");
     assert_eq!(
-        common::backlog_json(dir),
+        sources[0],
         lib,
         "`drainhook backlog --json` disagrees with the library on {}",
         dir.display()
     );
+    assert_eq!(cli["pending_bytes"], lib["pending_bytes"], "{cli}");
+    assert_eq!(cli["files"], lib["files"], "{cli}");
 }
 
 fn own_comm() -> ProcScan {

@@ -1,9 +1,10 @@
 //! Hold → drain → complete: the one path every trigger's action runs through.
 //!
 //! The first heartbeat says whether the action is still alive. Then the [`keeper`] keeps it
-//! alive while the pre-drain commands run and the drain waits for filebeat; the action is
-//! completed with CONTINUE (drained) or `--on-timeout`, retried until the action's own
-//! deadline; and only then are its messages deleted.
+//! alive while the pre-drain commands run and the drain waits for every log shipper; the
+//! drain report is written and, still held, the agent waits for a shipper to deliver it;
+//! the action is completed with CONTINUE (drained) or `--on-timeout`, retried until the
+//! action's own deadline; and only then are its messages deleted.
 
 use super::keeper::{self, Messages, Renewer};
 use super::{fmt_d, Ctx, HeldMessage, Source};
@@ -12,6 +13,7 @@ use crate::drain::{self, DrainOptions, Ended};
 use crate::exit;
 use crate::lifecycle::{CallError, HookTiming};
 use crate::message::LifecycleAction;
+use crate::report::{self, Drained, Ending, Report};
 use crate::sdnotify;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use std::future::Future;
@@ -55,6 +57,7 @@ async fn hold(
     adopted: Arc<Notify>,
 ) -> bool {
     let started = Instant::now();
+    let started_at = SystemTime::now();
     let timing = match ctx.lifecycle.hook_timing(&action.group, &action.hook).await {
         Ok(t) => t,
         Err(e) => {
@@ -144,14 +147,32 @@ async fn hold(
             }
         }
     };
-    let ended = drain_for(ctx, &action.instance_id, Instant::now() + timeout, stop).await;
+    let run = drain_for(ctx, &action.instance_id, Instant::now() + timeout, stop).await;
+    let report = |ending: Ending, result: Option<&str>| {
+        let mut r = Report::new(
+            ending,
+            source.report_name(),
+            started_at,
+            SystemTime::now(),
+            Drained {
+                first: run.first.as_ref(),
+                last: run.last.as_ref(),
+            },
+        );
+        r.instance = Some(action.instance_id.clone());
+        r.group = Some(action.group.clone());
+        r.hook = Some(action.hook.clone());
+        r.result = result.map(String::from);
+        r
+    };
 
-    let result = match ended {
+    let result = match &run.end {
         DrainEnd::Stopped(Stop::Shutdown, pending) => {
             keeper.task.abort();
             tracing::warn!(
                 "stopping mid-drain with {pending} still pending: the action is not completed; a restarted agent resumes the hold, otherwise Auto Scaling goes on with the hook's DefaultResult at the heartbeat timeout"
             );
+            write_report(ctx, &report(Ending::Stopped, None));
             release_messages(ctx, messages).await;
             return false;
         }
@@ -162,6 +183,7 @@ async fn hold(
                 "LOST: the lifecycle action of instance {} ended before the drain finished (expired or completed elsewhere); {pending} were still unshipped and are lost with the instance",
                 action.instance_id
             );
+            write_report(ctx, &report(Ending::ActionLost, None));
             finish_messages(ctx, messages).await;
             return true;
         }
@@ -177,6 +199,37 @@ async fn hold(
             ctx.cfg.on_timeout.result()
         }
     };
+    let ending = if matches!(run.end, DrainEnd::Drained) {
+        Ending::Drained
+    } else {
+        Ending::DrainTimeout
+    };
+    // The report line goes through the same shippers; the keeper still holds the action
+    // while they deliver it, bounded by what is left of the hold.
+    let existed = ctx.cfg.report_file.exists();
+    if write_report(ctx, &report(ending, Some(result))) {
+        sdnotify::status(&format!(
+            "holding {}: waiting for the drain report's delivery",
+            action.instance_id
+        ));
+        let until = (Instant::now() + REPORT_WAIT).min(hold_until.max(Instant::now()));
+        let stop = async {
+            let mut gone = gone.clone();
+            tokio::select! {
+                _ = ctx.until_shutdown() => {}
+                _ = gone.wait_for(|g| *g) => {}
+            }
+        };
+        let d = report::wait_delivered(
+            &ctx.cfg.shippers,
+            &ctx.cfg.report_file,
+            existed,
+            until,
+            stop,
+        )
+        .await;
+        report::log_delivery(&ctx.cfg.report_file, &d);
+    }
     // Heartbeats stop with the work; the action lives until the last one's timeout, and
     // the complete is retried until then.
     keeper.task.abort();
@@ -195,6 +248,42 @@ pub(crate) enum Stop {
     Gone,
 }
 
+/// How long the hold waits, at most, for the drain report's own delivery (a shipper's scan,
+/// its registry flush, the output's round trip), and never past the hold's budget.
+const REPORT_WAIT: Duration = Duration::from_secs(60);
+
+/// Appends the report line to the report file; false (and a warning) when it cannot.
+pub(crate) fn write_report(ctx: &Ctx, r: &Report) -> bool {
+    match report::append(&ctx.cfg.report_file, r) {
+        Ok(()) => {
+            tracing::info!(
+                "drain report written to {}: {:?}, {} delivered, {} pending, {} lost",
+                ctx.cfg.report_file.display(),
+                r.outcome,
+                human_bytes(r.shipped_bytes),
+                human_bytes(r.pending_bytes),
+                human_bytes(r.lost_bytes)
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(
+                "cannot write the drain report {}: {e}",
+                ctx.cfg.report_file.display()
+            );
+            false
+        }
+    }
+}
+
+/// A drain's end, with the backlogs of its first and last look (for the drain report;
+/// missing when the shippers' state could never be read).
+pub(crate) struct DrainRun {
+    pub end: DrainEnd,
+    pub first: Option<Backlog>,
+    pub last: Option<Backlog>,
+}
+
 /// How a drain ended, for the hold and the spot drain.
 pub(crate) enum DrainEnd {
     Drained,
@@ -210,7 +299,7 @@ pub(crate) async fn drain_for<F, Fut>(
     instance: &str,
     until: Instant,
     stop: F,
-) -> DrainEnd
+) -> DrainRun
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Stop>,
@@ -224,7 +313,7 @@ where
     };
     tracing::info!(
         instance = %instance,
-        "draining: waiting for filebeat to ship everything (timeout {}, settle {})",
+        "draining: waiting for every log shipper to deliver everything (timeout {}, settle {})",
         fmt_d(opts.timeout),
         fmt_d(ctx.cfg.settle)
     );
@@ -244,35 +333,68 @@ where
             sdnotify::status(&format!("draining: {s}"));
         })
         .await;
-        return match outcome {
-            Ok(o) if o.ended == Ended::Drained => {
-                tracing::info!(
-                    "drained: {} shipped to the end after {}",
-                    plural(o.backlog.files().count(), "file"),
-                    fmt_d(o.waited)
-                );
-                DrainEnd::Drained
-            }
-            Ok(o) if o.ended == Ended::TimedOut => DrainEnd::TimedOut(pending(&o.backlog)),
-            Ok(o) => DrainEnd::Stopped(why.unwrap_or(Stop::Shutdown), pending(&o.backlog)),
+        let o = match outcome {
+            Ok(o) => o,
             Err(e) => {
                 // Filebeat may be starting, or a human may fix it in time.
                 let msg = e.to_string();
                 if reported_error.as_deref() != Some(msg.as_str()) {
-                    tracing::error!("drain cannot read the registry, retrying every 5s until the drain times out: {msg}");
-                    sdnotify::status(&format!("draining: registry unreadable: {msg}"));
+                    tracing::error!("drain cannot read the shippers' state, retrying every 5s until the drain times out: {msg}");
+                    sdnotify::status(&format!("draining: state unreadable: {msg}"));
                 }
                 reported_error = Some(msg);
                 let left = until.saturating_duration_since(Instant::now());
+                let unknown = |end| DrainRun {
+                    end,
+                    first: None,
+                    last: None,
+                };
                 if left.is_zero() {
-                    return DrainEnd::TimedOut("an unknown amount (registry unreadable)".into());
+                    return unknown(DrainEnd::TimedOut(
+                        "an unknown amount (the shippers' state is unreadable)".into(),
+                    ));
                 }
                 tokio::select! {
-                    s = stop() => return DrainEnd::Stopped(s, "an unknown amount".into()),
+                    s = stop() => return unknown(DrainEnd::Stopped(s, "an unknown amount".into())),
                     _ = tokio::time::sleep(left.min(Duration::from_secs(5))) => {}
                 }
                 continue;
             }
+        };
+        let end = match o.ended {
+            Ended::Drained => {
+                if o.backlog.inexact().is_empty() {
+                    tracing::info!(
+                        "drained: {} delivered to their end after {}",
+                        plural(o.backlog.files().count(), "file"),
+                        fmt_d(o.waited)
+                    );
+                } else {
+                    tracing::warn!(
+                        "drained as far as can be judged: {} read to their end and quiet after {}; not exact: {}",
+                        plural(o.backlog.files().count(), "file"),
+                        fmt_d(o.waited),
+                        o.backlog.inexact().join("; ")
+                    );
+                }
+                if o.backlog.lost_bytes() > 0 {
+                    tracing::error!(
+                        "LOST during the drain: {} dropped by the shipper ({})",
+                        human_bytes(o.backlog.lost_bytes()),
+                        exit::describe_lost(&o.backlog)
+                    );
+                }
+                DrainEnd::Drained
+            }
+            Ended::TimedOut => DrainEnd::TimedOut(pending(&o.backlog)),
+            Ended::Interrupted => {
+                DrainEnd::Stopped(why.unwrap_or(Stop::Shutdown), pending(&o.backlog))
+            }
+        };
+        return DrainRun {
+            end,
+            first: Some(o.first),
+            last: Some(o.backlog),
         };
     }
 }

@@ -59,6 +59,17 @@ pub(crate) enum Source {
     Resume,
 }
 
+impl Source {
+    /// The trigger's name in the drain report.
+    pub(crate) fn report_name(self) -> &'static str {
+        match self {
+            Source::Imds => "imds",
+            Source::Queue | Source::QueueSelfCheck => "queue",
+            Source::Resume => "startup",
+        }
+    }
+}
+
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -2,9 +2,10 @@
 //! action to complete. The agent runs the pre-drain commands and drains with what is left
 //! of the two minutes, minus a margin, then says what stayed unshipped.
 
-use super::hold::{drain_for, run_pre_drain, DrainEnd, Stop};
+use super::hold::{drain_for, run_pre_drain, write_report, DrainEnd, Stop};
 use super::{fmt_d, Ctx, Source};
 use crate::drain;
+use crate::report::{Drained, Ending, Report};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
@@ -22,6 +23,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, action: String, at: Option<SystemTime>, s
         .unwrap_or(SPOT_WARNING)
         .saturating_sub(SPOT_MARGIN);
     let until = Instant::now() + left;
+    let started_at = SystemTime::now();
     tracing::warn!(
         "spot interruption ({action}) for this instance, noticed by {source}: it cannot be held; draining for what is left of the warning ({})",
         fmt_d(left)
@@ -40,7 +42,8 @@ pub(crate) async fn run(ctx: Arc<Ctx>, action: String, at: Option<SystemTime>, s
         ctx.until_shutdown().await;
         Stop::Shutdown
     };
-    match drain_for(&ctx, &ctx.instance_id, until, stop).await {
+    let run = drain_for(&ctx, &ctx.instance_id, until, stop).await;
+    match &run.end {
         DrainEnd::Drained => {
             drain::write_drained_marker(&ctx.cfg.drained_marker);
             tracing::info!("spot interruption: everything shipped before the interruption");
@@ -52,4 +55,18 @@ pub(crate) async fn run(ctx: Arc<Ctx>, action: String, at: Option<SystemTime>, s
             "spot interruption: the agent is stopping with {pending} still unshipped (the shutdown fallback drains what it can)"
         ),
     }
+    // The report says what the warning left unshipped; no time is left to wait for its
+    // delivery (the shipper may still take it with the rest).
+    let mut r = Report::new(
+        Ending::Spot,
+        "spot",
+        started_at,
+        SystemTime::now(),
+        Drained {
+            first: run.first.as_ref(),
+            last: run.last.as_ref(),
+        },
+    );
+    r.instance = Some(ctx.instance_id.clone());
+    write_report(&ctx, &r);
 }

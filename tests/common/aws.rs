@@ -356,11 +356,18 @@ impl Agent {
             .env_remove("AWS_EC2_METADATA_DISABLED")
             .env("AWS_SDK_UA_APP_ID", instance)
             .env("DRAINHOOK_CONFIG", data.with_extension("absent.toml"))
+            // Never the machine's report; an empty one that no simulator tracks unless a
+            // test names another: the hold then learns at once that nobody ships it.
+            .env("DRAINHOOK_REPORT_FILE", data.with_extension("report.log"))
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap());
         // the config file named by DRAINHOOK_CONFIG must exist: an empty one
         fs::write(data.with_extension("absent.toml"), "").unwrap();
+        let _ = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data.with_extension("report.log"));
         Agent {
             child: c.spawn().unwrap(),
             log,
