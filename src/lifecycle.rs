@@ -107,11 +107,6 @@ impl HookTiming {
     /// allows (30 s), so heartbeats come often enough whatever the real one is; never the
     /// longest, which would let a short real timeout expire mid-drain. The global timeout
     /// is left to `--max-hold` (AWS's own cap, 48 h).
-    /// Transitional: see [`HookTiming::assumed`].
-    pub const fn default_timing() -> Self {
-        Self::assumed()
-    }
-
     pub const fn assumed() -> Self {
         HookTiming {
             heartbeat_timeout: Duration::from_secs(30),
@@ -264,18 +259,6 @@ impl Lifecycle {
             }
         }
         Ok(Ok(timing))
-    }
-
-    /// Transitional (until the hold reads the hook itself): the cached timing, else a read.
-    pub async fn hook_timing(&self, group: &str, hook: &str) -> Result<HookTiming, CallError> {
-        if let Some(t) = self.cached_timing(group, hook) {
-            return Ok(t);
-        }
-        self.read_hook(group, hook).await?.map_err(|has| {
-            CallError::Failed(format!(
-                "no lifecycle hook {hook} on group {group} (it has: {has})"
-            ))
-        })
     }
 
     /// The timing of the hook last read for any group (an agent's instance is in one).

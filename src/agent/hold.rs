@@ -7,6 +7,7 @@
 //! action's own deadline; and only then are its messages deleted.
 
 use super::keeper::{self, Messages, Renewer};
+use super::retry;
 use super::{fmt_d, Ctx, HeldMessage, Source};
 use crate::backlog::{human_bytes, plural, Backlog};
 use crate::drain::{self, DrainOptions, Ended};
@@ -42,6 +43,9 @@ pub(crate) async fn run(
     adopted: Arc<Notify>,
 ) -> End {
     let over = hold(&ctx, &action, source, after_own, &messages, adopted).await;
+    if over {
+        forget_action_start(&ctx, &action.instance_id);
+    }
     End {
         finished_at: SystemTime::now(),
         over,
@@ -58,31 +62,32 @@ async fn hold(
 ) -> bool {
     let started = Instant::now();
     let started_at = SystemTime::now();
-    let timing = match ctx.lifecycle.hook_timing(&action.group, &action.hook).await {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!("cannot read the hook's timeouts, assuming AWS defaults: {e}");
-            HookTiming::default_timing()
-        }
+    // The hook is read anew at every hold (by the keeper: its timing now, not as cached when
+    // the agent started). Until it answers, the hold assumes the shortest HeartbeatTimeout
+    // AWS allows: heartbeats then come often enough whatever the real timeout is.
+    let mut timing = HookTiming::assumed();
+    // --max-hold and the hook's global timeout count from the action's start when it can be
+    // known (its notice's SentTimestamp, or the start this agent recorded before a restart).
+    let action_began = action_start(ctx, &action.instance_id, messages, started_at);
+    let already = started_at.duration_since(action_began).unwrap_or_default();
+    let budget_for = |t: &HookTiming| {
+        ctx.cfg
+            .max_hold
+            .min(t.global_timeout)
+            .saturating_sub(already)
     };
-    // Never hold past --max-hold nor the hook's global timeout.
-    let budget = ctx.cfg.max_hold.min(timing.global_timeout);
-    let hold_until = started + budget;
-    let interval = ctx
-        .cfg
-        .heartbeat_interval
-        .unwrap_or(timing.heartbeat_timeout / 2)
-        .max(Duration::from_secs(1));
-    if interval >= timing.heartbeat_timeout {
-        tracing::warn!(
-            "heartbeat interval {} is not shorter than the hook's HeartbeatTimeout {}: the hook may expire first",
-            fmt_d(interval),
-            fmt_d(timing.heartbeat_timeout)
-        );
-    }
+    let mut budget = budget_for(&timing);
+    let mut hold_until = started + budget;
+    let interval = keeper::interval(ctx, &timing);
     // The first heartbeat also tells whether the action is still alive.
     let mut heartbeat = Renewer::new(interval, timing.heartbeat_timeout, started);
-    match ctx.lifecycle.heartbeat(action).await {
+    let first = retry::bounded(
+        "RecordLifecycleActionHeartbeat",
+        Duration::from_secs(10),
+        ctx.lifecycle.heartbeat(action),
+    )
+    .await;
+    match first {
         Err(CallError::Gone(m)) if after_own => {
             tracing::info!(
                 instance = %action.instance_id,
@@ -111,11 +116,15 @@ async fn hold(
         Ok(()) => {
             heartbeat.succeeded(Instant::now());
             tracing::info!(
-                "holding instance {} (heartbeat every {}, next due in {}; hold at most {}; noticed by {source})",
+                "holding instance {} (first heartbeat sent; the hook's timing is read now, heartbeat every {} meanwhile; hold at most {}{}; noticed by {source})",
                 action.instance_id,
                 fmt_d(interval),
-                fmt_d(interval),
-                fmt_d(budget)
+                fmt_d(budget),
+                if already >= Duration::from_secs(1) {
+                    format!(" more, the action began {} ago", fmt_d(already))
+                } else {
+                    String::new()
+                }
             );
         }
     }
@@ -126,10 +135,31 @@ async fn hold(
         ctx.clone(),
         action.clone(),
         heartbeat,
+        timing,
         messages.clone(),
         adopted,
         gone_tx,
     );
+    // The hook's read is normally one quick call: the drain's budget waits for it a moment
+    // (its global timeout may be shorter than --max-hold). If it fails, the keeper goes on
+    // trying, and the budget is --max-hold's.
+    let mut read = keeper.timing.clone();
+    if tokio::time::timeout(Duration::from_secs(3), read.changed())
+        .await
+        .is_ok_and(|r| r.is_ok())
+    {
+        timing = *read.borrow();
+        budget = budget_for(&timing);
+        hold_until = started + budget;
+        let interval = keeper::interval(ctx, &timing);
+        if interval >= timing.heartbeat_timeout {
+            tracing::warn!(
+                "heartbeat interval {} is not shorter than the hook's HeartbeatTimeout {}: the hook may expire first",
+                fmt_d(interval),
+                fmt_d(timing.heartbeat_timeout)
+            );
+        }
+    }
     for cmd in &ctx.cfg.pre_drain {
         if ctx.stopping() || *gone.borrow() {
             break;
@@ -234,10 +264,62 @@ async fn hold(
     // the complete is retried until then.
     keeper.task.abort();
     let last_beat = *keeper.last_beat.borrow();
-    let action_deadline = last_beat + timing.heartbeat_timeout;
+    let action_deadline = last_beat + keeper.timing.borrow().heartbeat_timeout;
     complete(ctx, action, result, started, action_deadline).await;
     finish_messages(ctx, messages).await;
     true
+}
+
+/// Where the agent records when it began holding an action, beside the drained marker (in
+/// /run/drainhook by default): a restarted agent's `--max-hold` counts from there, so a crash
+/// loop cannot hold the instance up to the hook's global timeout.
+fn action_start_record(ctx: &Ctx, instance: &str) -> Option<std::path::PathBuf> {
+    let dir = ctx.cfg.drained_marker.parent()?;
+    let safe: String = instance
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    Some(dir.join(format!("hold-{safe}")))
+}
+
+/// A recorded start older than this is another action's (the longest an action can live).
+const ACTION_LIFE_MAX: Duration = Duration::from_secs(48 * 3600);
+
+/// When the action began, as best known: the earliest of its messages' `SentTimestamp`, the
+/// start recorded by an earlier run of the agent, and now (recorded if nothing was).
+fn action_start(ctx: &Ctx, instance: &str, messages: &Messages, now: SystemTime) -> SystemTime {
+    let plausible =
+        |t: SystemTime| t <= now && now.duration_since(t).is_ok_and(|d| d < ACTION_LIFE_MAX);
+    let sent = keeper::earliest_sent(messages).filter(|t| plausible(*t));
+    let path = action_start_record(ctx, instance);
+    let recorded = path
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|secs| secs.is_finite() && *secs > 0.0)
+        .and_then(|secs| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs_f64(secs)))
+        .filter(|t| plausible(*t));
+    if recorded.is_none() {
+        if let Some(p) = &path {
+            let secs = now
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            if let Err(e) = std::fs::write(p, format!("{secs:.3}\n")) {
+                tracing::debug!("cannot record the hold's start in {}: {e}", p.display());
+            }
+        }
+    }
+    [sent, recorded]
+        .into_iter()
+        .flatten()
+        .fold(now, |a, b| a.min(b))
+}
+
+fn forget_action_start(ctx: &Ctx, instance: &str) {
+    if let Some(p) = action_start_record(ctx, instance) {
+        let _ = std::fs::remove_file(p);
+    }
 }
 
 /// Why a drain was stopped before it ended.

@@ -164,6 +164,16 @@ pub(crate) fn add_message(messages: &Messages, m: HeldMessage) {
     }
 }
 
+/// When the earliest of the held messages was sent (`SentTimestamp`).
+pub(crate) fn earliest_sent(messages: &Messages) -> Option<std::time::SystemTime> {
+    messages
+        .lock()
+        .ok()?
+        .values()
+        .filter_map(|m| m.sent_at)
+        .min()
+}
+
 pub(crate) fn take_messages(messages: &Messages) -> Vec<HeldMessage> {
     messages
         .lock()
@@ -176,7 +186,6 @@ pub(crate) fn take_messages(messages: &Messages) -> Vec<HeldMessage> {
 pub(crate) struct KeeperHandle {
     pub task: tokio::task::JoinHandle<()>,
     pub last_beat: watch::Receiver<Instant>,
-    #[allow(dead_code)] // read by the hold (next commit)
     pub timing: watch::Receiver<HookTiming>,
 }
 
@@ -195,25 +204,6 @@ pub(crate) fn interval(ctx: &Ctx, timing: &HookTiming) -> Duration {
 /// it; `timing` is what the hold assumed meanwhile). Every call is bounded by the window that
 /// is left. Sends `true` on `gone` when a heartbeat says the action no longer exists.
 pub(crate) fn spawn(
-    ctx: Arc<Ctx>,
-    action: LifecycleAction,
-    heartbeat: Renewer,
-    messages: Messages,
-    adopted: Arc<Notify>,
-    gone: watch::Sender<bool>,
-) -> KeeperHandle {
-    spawn_with(
-        ctx,
-        action,
-        heartbeat,
-        HookTiming::assumed(),
-        messages,
-        adopted,
-        gone,
-    )
-}
-
-pub(crate) fn spawn_with(
     ctx: Arc<Ctx>,
     action: LifecycleAction,
     heartbeat: Renewer,
