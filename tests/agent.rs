@@ -686,14 +686,24 @@ async fn several_termination_hooks_and_none_named_is_an_error_that_names_them() 
     let agent = Agent::launch(&me, &data, &["--hook-name", "drain"]);
     agent.wait_in_service().await;
     g.scale_in(&me).await;
-    g.wait_gone(&me, Duration::from_secs(60)).await;
-    // Said once the emulator's answer is read, which may come after the instance is gone.
     agent
         .wait_log(
             "completed lifecycle action with CONTINUE",
-            Duration::from_secs(10),
+            Duration::from_secs(60),
         )
         .await;
+    // Each hook has its own action (as in AWS): the instance leaves once the other tool
+    // completes the audit hook's, which the agent left alone.
+    g.asg
+        .complete_lifecycle_action()
+        .auto_scaling_group_name(&g.name)
+        .lifecycle_hook_name("audit")
+        .instance_id(&me)
+        .lifecycle_action_result("CONTINUE")
+        .send()
+        .await
+        .unwrap();
+    g.wait_gone(&me, Duration::from_secs(30)).await;
 }
 
 #[tokio::test]

@@ -29,6 +29,8 @@ pub(crate) struct End {
     /// The action is over (completed, or found gone). Not so when the agent was stopped in
     /// the middle: a late copy of its notice is then still a live action's, never deleted.
     pub over: bool,
+    /// The action was already gone at the first heartbeat: never held.
+    pub gone_at_start: bool,
 }
 
 /// `messages`: the action's messages so far; the coordinator adds those that arrive later
@@ -42,13 +44,24 @@ pub(crate) async fn run(
     messages: Messages,
     adopted: Arc<Notify>,
 ) -> End {
-    let over = hold(&ctx, &action, source, after_own, &messages, adopted).await;
+    let gone_at_start = std::sync::atomic::AtomicBool::new(false);
+    let over = hold(
+        &ctx,
+        &action,
+        source,
+        after_own,
+        &messages,
+        adopted,
+        &gone_at_start,
+    )
+    .await;
     if over {
         forget_action_start(&ctx, &action.instance_id);
     }
     End {
         finished_at: SystemTime::now(),
         over,
+        gone_at_start: gone_at_start.into_inner(),
     }
 }
 
@@ -59,6 +72,7 @@ async fn hold(
     after_own: bool,
     messages: &Messages,
     adopted: Arc<Notify>,
+    gone_at_start: &std::sync::atomic::AtomicBool,
 ) -> bool {
     let started = Instant::now();
     let started_at = SystemTime::now();
@@ -87,6 +101,9 @@ async fn hold(
         ctx.lifecycle.heartbeat(action),
     )
     .await;
+    if matches!(first, Err(CallError::Gone(_))) {
+        gone_at_start.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     match first {
         Err(CallError::Gone(m)) if after_own => {
             tracing::info!(

@@ -275,6 +275,8 @@ struct Running {
     messages: keeper::Messages,
     adopted: Arc<Notify>,
     task: JoinHandle<hold::End>,
+    /// The first tokenless trigger (IMDS, start-up, self-check) that joined the hold.
+    tokenless: Option<(LifecycleAction, Source)>,
 }
 
 /// The last action this agent finished, so that its late messages are known for what
@@ -305,7 +307,11 @@ async fn coordinate(ctx: Arc<Ctx>, mut events: mpsc::Receiver<Event>) {
             ev = events.recv() => Step::Event(ev),
         };
         match step {
-            Step::HoldEnded(end) => c.hold_ended(end),
+            Step::HoldEnded(end) => {
+                if let Some((action, source)) = c.hold_ended(end) {
+                    c.terminating(action, source, None).await;
+                }
+            }
             Step::Event(None) => break,
             Step::Event(Some(Event::Terminating {
                 action,
@@ -337,20 +343,24 @@ struct Coordinator {
 }
 
 impl Coordinator {
-    fn hold_ended(&mut self, end: Option<hold::End>) {
-        let Some(r) = self.running.take() else {
-            return;
-        };
+    /// Returns a tokenless trigger to look at again: one that joined a hold whose action
+    /// (a message's, by token) turned out gone at its first heartbeat. That message was a
+    /// stale copy; the instance's live action may be another, and no trigger says it twice.
+    fn hold_ended(&mut self, end: Option<hold::End>) -> Option<(LifecycleAction, Source)> {
+        let r = self.running.take()?;
         self.ctx.message_held.store(false, Ordering::Relaxed);
         self.ctx.holding.store(false, Ordering::Relaxed);
-        if let Some(end) = end.filter(|e| e.over) {
-            self.finished = Some(Finished {
-                action: r.action,
-                tokens: r.tokens,
-                at: end.finished_at,
-            });
-        }
         sdnotify::status(&self.ctx.idle_status());
+        let end = end.filter(|e| e.over)?;
+        self.finished = Some(Finished {
+            action: r.action.clone(),
+            tokens: r.tokens,
+            at: end.finished_at,
+        });
+        if end.gone_at_start && r.action.token.is_some() {
+            return r.tokenless;
+        }
+        None
     }
 
     async fn terminating(
@@ -384,6 +394,9 @@ impl Coordinator {
             }
             if message.is_some() {
                 self.ctx.message_held.store(true, Ordering::Relaxed);
+            }
+            if message.is_none() && r.tokenless.is_none() {
+                r.tokenless = Some((action.clone(), source));
             }
             r.tokens.extend(action.token);
             join_running(r, source, message);
@@ -447,6 +460,7 @@ impl Coordinator {
             messages,
             adopted,
             task,
+            tokenless: None,
         });
     }
 
