@@ -27,6 +27,7 @@
 //!   request). Each message is then received about once per [`BACKUP_HIDE`] by the whole
 //!   fleet, not once per agent, and an owner without IMDS still finds it soon.
 
+use super::retry::{Quiet, Say};
 use super::{fmt_d, Ctx, Event, HeldMessage, Source};
 use crate::lifecycle::{self, InstanceState, WaitingError};
 use crate::message::{self, Notice};
@@ -294,6 +295,9 @@ pub(crate) async fn listen(
         check_not_before: None,
         check_delays: Box::new(check_delays()),
         other_hook: HashMap::new(),
+        cleanup_not_before: None,
+        cleanup_delays: Box::new(cleanup_delays()),
+        cleanup_quiet: Quiet::default(),
     };
     l.run().await;
 }
@@ -322,6 +326,10 @@ struct Listener<'a> {
     check_delays: Box<dyn Iterator<Item = Duration> + Send + Sync>,
     /// This instance's notices of another termination hook, by message id (said once).
     other_hook: HashMap<String, Instant>,
+    /// After a failed ask about other instances (cleanup), the next waits.
+    cleanup_not_before: Option<Instant>,
+    cleanup_delays: Box<dyn Iterator<Item = Duration> + Send + Sync>,
+    cleanup_quiet: Quiet,
 }
 
 impl Listener<'_> {
@@ -530,9 +538,26 @@ impl Listener<'_> {
                 _ => None,
             })
             .collect();
-        if !old_terminations.is_empty() {
-            if let Err(e) = self.states.refresh(self.ctx, &old_terminations).await {
-                tracing::warn!("cannot ask Auto Scaling whether other instances' actions are over (their messages are kept): {e}");
+        // Cleaning up is never urgent: after a failure (throttling, above all: the rate is
+        // the account's) it waits, 5 s growing to 60 s, leaving the calls to the self-checks.
+        let cleanup_due = self.cleanup_not_before.is_none_or(|t| Instant::now() >= t);
+        if !old_terminations.is_empty() && cleanup_due {
+            match self.states.refresh(self.ctx, &old_terminations).await {
+                Ok(()) => {
+                    self.cleanup_not_before = None;
+                    self.cleanup_delays = Box::new(cleanup_delays());
+                    self.cleanup_quiet.succeeded(Instant::now());
+                }
+                Err(e) => {
+                    let wait = self
+                        .cleanup_delays
+                        .next()
+                        .unwrap_or(Duration::from_secs(60));
+                    self.cleanup_not_before = Some(Instant::now() + wait);
+                    if !matches!(self.cleanup_quiet.failed(Instant::now()), Say::Nothing) {
+                        tracing::warn!("cannot ask Auto Scaling whether other instances' actions are over (their messages are kept; asked again in {} at the soonest): {e}", fmt_d(wait));
+                    }
+                }
             }
         }
         let states = self.states.cached(&old_terminations);
@@ -731,6 +756,11 @@ const SELF_CHECK_MAX: Duration = Duration::from_secs(10);
 /// Waits between failed self-checks: 1 s growing to [`SELF_CHECK_MAX`], jittered.
 fn check_delays() -> impl Iterator<Item = Duration> + Send + Sync {
     super::retry::backoff(Duration::from_secs(1), SELF_CHECK_MAX)
+}
+
+/// Waits between failed cleanup asks: 5 s growing to 60 s, jittered.
+fn cleanup_delays() -> impl Iterator<Item = Duration> + Send + Sync {
+    super::retry::backoff(Duration::from_secs(5), Duration::from_secs(60))
 }
 
 /// Delays for the receive loop after the SDK gave up: 1 s doubling to 20 s (one long poll),

@@ -20,8 +20,6 @@ const TRY_FOR: Duration = Duration::from_secs(600);
 
 pub(crate) async fn run(ctx: Arc<Ctx>, events: mpsc::Sender<Event>) {
     let me = ctx.instance_id.as_str();
-    // A fleet's agents often start together (a deployment): spread their first asks.
-    ctx.pause(retry::jitter(Duration::from_secs(2))).await;
     let started = Instant::now();
     let mut delays = retry::backoff(Duration::from_secs(1), Duration::from_secs(30));
     let mut quiet = Quiet::default();
