@@ -295,6 +295,7 @@ pub(crate) async fn listen(
         check_not_before: None,
         check_delays: Box::new(check_delays()),
         other_hook: HashMap::new(),
+        last_ok_wall: None,
         cleanup_not_before: None,
         cleanup_delays: Box::new(cleanup_delays()),
         cleanup_quiet: Quiet::default(),
@@ -326,6 +327,8 @@ struct Listener<'a> {
     check_delays: Box<dyn Iterator<Item = Duration> + Send + Sync>,
     /// This instance's notices of another termination hook, by message id (said once).
     other_hook: HashMap<String, Instant>,
+    /// When the last answered self-check was asked, by the wall clock (notices carry SQS's).
+    last_ok_wall: Option<SystemTime>,
     /// After a failed ask about other instances (cleanup), the next waits.
     cleanup_not_before: Option<Instant>,
     cleanup_delays: Box<dyn Iterator<Item = Duration> + Send + Sync>,
@@ -479,6 +482,18 @@ impl Listener<'_> {
         !own
     }
 
+    /// Whether a check of this instance that Auto Scaling answered began after the notice
+    /// was sent (with 2 s for clocks): Auto Scaling puts an instance in `Terminating:Wait`
+    /// before it sends its notice, so that answer already covered the notice's scale-in. A
+    /// fleet then asks about once per agent per scale-in, not once per notice seen: the
+    /// Describe rate is the account's.
+    fn answered_after(&self, m: &Message) -> bool {
+        match (sent_at(m), self.last_ok_wall) {
+            (Some(sent), Some(asked)) => sent + Duration::from_secs(2) <= asked,
+            _ => false,
+        }
+    }
+
     /// Whether this instance's termination notice is for the hook this agent holds for. A
     /// notice for another termination hook (another tool's) is left alone: not held, not
     /// deleted; its owner completes that action. When Auto Scaling cannot be asked which hook
@@ -612,7 +627,10 @@ impl Listener<'_> {
                     if asked_since && age >= FRESH {
                         judged += 1;
                     } else {
-                        if new && matches!(notice, Notice::Terminating(_)) {
+                        if new
+                            && matches!(notice, Notice::Terminating(_))
+                            && !self.answered_after(m)
+                        {
                             self.check_due = true;
                         }
                         keep.push(m);
@@ -659,6 +677,7 @@ impl Listener<'_> {
         }
         self.check_due = false;
         let asked = Instant::now();
+        let asked_wall = SystemTime::now();
         self.last_check = Some(asked);
         let me = self.ctx.instance_id.as_str();
         let answer = self.ctx.lifecycle.waiting_action(me).await;
@@ -686,9 +705,13 @@ impl Listener<'_> {
                     })
                     .await;
             }
-            Ok(None) => self.last_ok_check = Some(asked),
+            Ok(None) => {
+                self.last_ok_check = Some(asked);
+                self.last_ok_wall = Some(asked_wall);
+            }
             Err(WaitingError::NotWaiting(where_)) => {
                 self.last_ok_check = Some(asked);
+                self.last_ok_wall = Some(asked_wall);
                 tracing::debug!("another instance's termination notice: this instance is {where_}");
             }
             Err(WaitingError::Call(e)) => {
