@@ -51,7 +51,7 @@ stage() {
     install -D -m 0644 "$repo/infra/filebeat/drainhook-report.yml" "$root/usr/share/drainhook/filebeat-input.yml"
 }
 
-summary="Holds a terminating EC2 Auto Scaling instance until filebeat has shipped every log line"
+summary="Holds a terminating EC2 Auto Scaling instance until its log shippers have delivered every log line"
 
 # -- DEB --------------------------------------------------------------------------------
 deb=$work/deb
@@ -67,8 +67,9 @@ Priority: optional
 Homepage: https://github.com/drainhook/drainhook
 Description: $summary
  drainhook keeps an instance that Auto Scaling is terminating in Terminating:Wait
- until filebeat has acknowledged every byte of every log file it tracks, then
- completes the lifecycle action. A shutdown fallback drains before filebeat stops.
+ until its log shippers (filebeat, Elastic Agent, the CloudWatch agent, Fluent Bit,
+ Vector) have delivered every byte of every log file they track, then completes the
+ lifecycle action. A shutdown fallback drains at shutdowns no hook announces.
 CONTROL
 echo /etc/drainhook/drainhook.toml >"$deb/DEBIAN/conffiles"
 echo /etc/init.d/drainhook >>"$deb/DEBIAN/conffiles"
@@ -93,8 +94,9 @@ Requires: /bin/sh
 
 %description
 drainhook keeps an instance that Auto Scaling is terminating in Terminating:Wait
-until filebeat has acknowledged every byte of every log file it tracks, then
-completes the lifecycle action. A shutdown fallback drains before filebeat stops.
+until its log shippers (filebeat, Elastic Agent, the CloudWatch agent, Fluent Bit,
+Vector) have delivered every byte of every log file they track, then completes the
+lifecycle action. A shutdown fallback drains at shutdowns no hook announces.
 
 %install
 cp -a $rpmroot/stage/. %{buildroot}/
