@@ -10,7 +10,7 @@
 #   /etc/init.d/drainhook (deb) or /etc/rc.d/init.d/drainhook (rpm): the SysV fallback,
 #     used only where systemd is not the init
 #   /etc/drainhook/drainhook.toml (example, every key commented out; a config file)
-#   /usr/share/doc/drainhook/README.md
+#   /usr/share/doc/drainhook/README.md, and docs/ beside it
 #   /usr/share/drainhook/filebeat-input.yml: filebeat's input for the drain report, which
 #     postinst puts in /etc/filebeat/inputs.d/ where filebeat is installed
 # The units and the SysV script name /usr/local/bin/drainhook (where infra/install.sh puts
@@ -48,6 +48,10 @@ stage() {
     sed -i 's|/usr/local/bin/drainhook|/usr/bin/drainhook|g' "$root$initd/drainhook"
     install -D -m 0644 "$here/drainhook.toml" "$root/etc/drainhook/drainhook.toml"
     install -D -m 0644 "$repo/README.md" "$root/usr/share/doc/drainhook/README.md"
+    # The pages the README links to, at the same relative paths.
+    (cd "$repo" && find docs -name '*.md') | while read -r f; do
+        install -D -m 0644 "$repo/$f" "$root/usr/share/doc/drainhook/$f"
+    done
     install -D -m 0644 "$repo/infra/filebeat/drainhook-report.yml" "$root/usr/share/drainhook/filebeat-input.yml"
 }
 
@@ -109,6 +113,7 @@ cp -a $rpmroot/stage/. %{buildroot}/
 %dir /etc/drainhook
 %attr(0644,root,root) %config(noreplace) /etc/drainhook/drainhook.toml
 %doc /usr/share/doc/drainhook/README.md
+%doc /usr/share/doc/drainhook/docs
 %attr(0644,root,root) /usr/share/drainhook/filebeat-input.yml
 
 SPEC
