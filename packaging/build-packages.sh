@@ -10,7 +10,7 @@
 #   /etc/init.d/drainhook (deb) or /etc/rc.d/init.d/drainhook (rpm): the SysV fallback,
 #     used only where systemd is not the init
 #   /etc/drainhook/drainhook.toml (example, every key commented out; a config file)
-#   /usr/share/doc/drainhook/README.md
+#   /usr/share/doc/drainhook/README.md, and docs/ beside it
 #   /usr/share/drainhook/filebeat-input.yml: filebeat's input for the drain report, which
 #     postinst puts in /etc/filebeat/inputs.d/ where filebeat is installed
 # The units and the SysV script name /usr/local/bin/drainhook (where infra/install.sh puts
@@ -48,10 +48,14 @@ stage() {
     sed -i 's|/usr/local/bin/drainhook|/usr/bin/drainhook|g' "$root$initd/drainhook"
     install -D -m 0644 "$here/drainhook.toml" "$root/etc/drainhook/drainhook.toml"
     install -D -m 0644 "$repo/README.md" "$root/usr/share/doc/drainhook/README.md"
+    # The pages the README links to, at the same relative paths.
+    (cd "$repo" && find docs -name '*.md') | while read -r f; do
+        install -D -m 0644 "$repo/$f" "$root/usr/share/doc/drainhook/$f"
+    done
     install -D -m 0644 "$repo/infra/filebeat/drainhook-report.yml" "$root/usr/share/drainhook/filebeat-input.yml"
 }
 
-summary="Holds a terminating EC2 Auto Scaling instance until filebeat has shipped every log line"
+summary="Holds a terminating EC2 Auto Scaling instance until its log shippers have delivered every log line"
 
 # -- DEB --------------------------------------------------------------------------------
 deb=$work/deb
@@ -67,8 +71,9 @@ Priority: optional
 Homepage: https://github.com/drainhook/drainhook
 Description: $summary
  drainhook keeps an instance that Auto Scaling is terminating in Terminating:Wait
- until filebeat has acknowledged every byte of every log file it tracks, then
- completes the lifecycle action. A shutdown fallback drains before filebeat stops.
+ until its log shippers (filebeat, Elastic Agent, the CloudWatch agent, Fluent Bit,
+ Vector) have delivered every byte of every log file they track, then completes the
+ lifecycle action. A shutdown fallback drains at shutdowns no hook announces.
 CONTROL
 echo /etc/drainhook/drainhook.toml >"$deb/DEBIAN/conffiles"
 echo /etc/init.d/drainhook >>"$deb/DEBIAN/conffiles"
@@ -93,8 +98,9 @@ Requires: /bin/sh
 
 %description
 drainhook keeps an instance that Auto Scaling is terminating in Terminating:Wait
-until filebeat has acknowledged every byte of every log file it tracks, then
-completes the lifecycle action. A shutdown fallback drains before filebeat stops.
+until its log shippers (filebeat, Elastic Agent, the CloudWatch agent, Fluent Bit,
+Vector) have delivered every byte of every log file they track, then completes the
+lifecycle action. A shutdown fallback drains at shutdowns no hook announces.
 
 %install
 cp -a $rpmroot/stage/. %{buildroot}/
@@ -107,6 +113,7 @@ cp -a $rpmroot/stage/. %{buildroot}/
 %dir /etc/drainhook
 %attr(0644,root,root) %config(noreplace) /etc/drainhook/drainhook.toml
 %doc /usr/share/doc/drainhook/README.md
+%doc /usr/share/doc/drainhook/docs
 %attr(0644,root,root) /usr/share/drainhook/filebeat-input.yml
 
 SPEC

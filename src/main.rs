@@ -33,10 +33,11 @@ Exit codes:
     version,
     about = "Hold a terminating EC2 Auto Scaling instance until its log shippers have delivered every log line",
     long_about = "drainhook keeps an instance that Auto Scaling is terminating in \
-Terminating:Wait until its log shipper has delivered every byte of every log file it tracks \
-(judged from the shipper's own state: filebeat's registry and disk queue, Elastic Agent's \
-registries), then completes the lifecycle action. `agent` is the daemon; `drain`, `backlog` \
-and `check` work on the shippers' state alone."
+Terminating:Wait until its log shippers have delivered every byte of every log file they \
+track, each judged from its own proof of delivery (filebeat's registry and disk queue, \
+Elastic Agent's registries, the CloudWatch agent's state files and log, Fluent Bit's tail DBs, \
+chunks and metrics, Vector's checkpoints), then completes the lifecycle action. `agent` is \
+the daemon; `drain`, `backlog` and `check` work on the shippers' state alone."
 )]
 struct Cli {
     /// Log format: `text` for journalctl, `json` for log pipelines.

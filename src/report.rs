@@ -41,6 +41,20 @@ pub enum Ending {
     Shutdown,
 }
 
+impl Ending {
+    /// The name the report gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ending::Drained => "drained",
+            Ending::DrainTimeout => "drain_timeout",
+            Ending::ActionLost => "action_lost",
+            Ending::Spot => "spot",
+            Ending::Stopped => "stopped",
+            Ending::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// One file in the report: what was delivered of it during the drain, and what was left.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReportFile {
@@ -320,6 +334,20 @@ pub fn log_delivery(path: &Path, d: &Delivery) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_outcome_is_said_in_the_journal_as_in_the_report() {
+        for e in [
+            Ending::Drained,
+            Ending::DrainTimeout,
+            Ending::ActionLost,
+            Ending::Spot,
+            Ending::Stopped,
+            Ending::Shutdown,
+        ] {
+            assert_eq!(serde_json::to_value(e).unwrap(), e.as_str());
+        }
+    }
     use crate::backlog::SourceBacklog;
 
     fn file(path: &str, offset: u64, size: u64) -> FileBacklog {

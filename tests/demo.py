@@ -29,7 +29,8 @@ from group import create_group  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = os.path.join(ROOT, ".demo")
 SIMS = os.path.join(ROOT, "tests", "sim")
-BIN = os.path.join(ROOT, "target", "release", "drainhook")
+# DRAINHOOK_DEMO_BIN: another build (e.g. dist/drainhook-x86_64) than `make demo` builds.
+BIN = os.environ.get("DRAINHOOK_DEMO_BIN") or os.path.join(ROOT, "target", "release", "drainhook")
 T0 = time.time()
 
 

@@ -43,7 +43,15 @@ fn the_fallback_stops_before_filebeat_and_outlasts_its_drain() {
     let u = unit("drainhook-shutdown.service");
     let after = words(&u, "After");
     // systemd stops units in reverse start order: After= filebeat means stopped before it.
-    assert!(after.contains(&"filebeat.service".to_string()), "{after:?}");
+    for shipper in [
+        "filebeat.service",
+        "elastic-agent.service",
+        "amazon-cloudwatch-agent.service",
+        "fluent-bit.service",
+        "vector.service",
+    ] {
+        assert!(after.contains(&shipper.to_string()), "{shipper}: {after:?}");
+    }
     assert!(
         after.contains(&"network-online.target".to_string()),
         "{after:?}"

@@ -356,9 +356,9 @@ pub(crate) fn write_report(ctx: &Ctx, r: &Report) -> bool {
     match report::append(&ctx.cfg.report_file, r) {
         Ok(()) => {
             tracing::info!(
-                "drain report written to {}: {:?}, {} delivered, {} pending, {} lost",
+                "drain report written to {}: {}, {} delivered, {} pending, {} lost",
                 ctx.cfg.report_file.display(),
-                r.outcome,
+                r.outcome.as_str(),
                 human_bytes(r.shipped_bytes),
                 human_bytes(r.pending_bytes),
                 human_bytes(r.lost_bytes)

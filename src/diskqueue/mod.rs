@@ -5,9 +5,10 @@
 //! `writer_loop.go`), so a drained registry says nothing about the queue. The queue is a
 //! directory (`${path.data}/diskqueue`, or `queue.disk.path`) of `<id>.seg` segments and a
 //! `state.dat` holding the position of the oldest frame the output has not acknowledged
-//! (see the README's "filebeat's disk queue"). Pending is every frame from that position to
-//! the end of the newest segment, counted as filebeat counts it at start-up (`queue.go`):
-//! the frames of the segments from the position's on, less the position's frame index.
+//! (see docs/shippers/filebeat.md, "The disk queue"). Pending is every frame from that
+//! position to the end of the newest segment, counted as filebeat counts it at start-up
+//! (`queue.go`): the frames of the segments from the position's on, less the position's frame
+//! index.
 //!
 //! Only headers, frame sizes and the position are read, never events. [`DiskQueue::refresh`]
 //! costs O(new frames + segments changed): finished segments are counted once (by their

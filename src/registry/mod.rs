@@ -1,6 +1,6 @@
 //! filebeat's registry on disk: find it, detect its format and read its entries.
 //!
-//! Three on-disk formats exist (see the README's "Registry formats"):
+//! Three on-disk formats exist (see docs/shippers/filebeat.md, "Registry formats"):
 //! - 5.x/6.x: one file holding a JSON array, replaced by write-then-rename;
 //! - 7.0–7.8: the same array in `registry/filebeat/data.json`;
 //! - 7.9–9.x: memlog, a checkpoint `<txid>.json` plus an operation log `log.json`.

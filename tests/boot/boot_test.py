@@ -169,8 +169,13 @@ def common(root):
     os.makedirs(os.path.join(root, "var/lib/filebeat"), exist_ok=True)
 
 
+# It ships drainhook's drain report too (as the input the packages install does), and writes
+# every line its output delivered to /var/log/boottest/delivered.log.
+REPORT = "/var/log/drainhook/drain.log"
+DELIVERED = "/var/log/boottest/delivered.log"
 SHIP = ("/usr/bin/python3 /opt/boottest/filebeat_sim.py ship --data-dir /var/lib/filebeat "
-        "--format array7 --rate %d --flush 0.5 /var/log/app/app.log" % RATE)
+        "--format array7 --rate %d --flush 0.5 --output %s /var/log/app/app.log %s"
+        % (RATE, DELIVERED, REPORT))
 
 # Waits until filebeat has written its registry (it ships), then shuts down.
 WAIT_SHIPPING = """
@@ -199,7 +204,7 @@ WantedBy=multi-user.target
     put(root, "/etc/systemd/system/drainhook-shutdown.service.d/evidence.conf", """[Service]
 ReadWritePaths=/var/log/boottest
 ExecStop=
-ExecStop=/bin/sh -c '/opt/boottest/sandbox drain; /usr/bin/drainhook drain --timeout 10m; rc=$?; /opt/boottest/event drain-exit $rc; exit $rc'
+ExecStop=/bin/sh -c '/opt/boottest/sandbox drain; /usr/bin/drainhook drain --timeout 10m --report; rc=$?; /opt/boottest/event drain-exit $rc; exit $rc'
 """)
     scenario = "#!/bin/sh\n/opt/boottest/event booted\n"
     if with_deb:
@@ -582,6 +587,36 @@ def check_drained(name, disk, ev, problems):
         problems.append("%s: filebeat stopped before the drain returned" % name)
 
 
+def reports(disk):
+    """The drain report lines drainhook wrote, and those the shipper delivered."""
+    def parse(text):
+        out = []
+        for line in text.splitlines():
+            if line.startswith('{"event":"drainhook.drain"'):
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    out.append({"unparsable": line})
+        return out
+    return parse(guest_file(disk, REPORT)), parse(guest_file(disk, DELIVERED))
+
+
+def check_report(name, disk, outcomes, problems):
+    """The report lines of `outcomes` (in order) were written and delivered by the shipper
+    before it stopped; the last one (the shutdown drain's) says drained."""
+    written, delivered = reports(disk)
+    say("  drain report: written %s; delivered %s" % (
+        [r.get("outcome") for r in written] or "nothing",
+        ["%s (drained %s, %d B delivered, %d B pending)" % (
+            r.get("outcome"), r.get("drained"), r.get("shipped_bytes", 0), r.get("pending_bytes", 0))
+         for r in delivered] or "nothing"))
+    if [r.get("outcome") for r in delivered] != outcomes:
+        problems.append("%s: the report lines delivered are %s, expected %s (written: %s)"
+                        % (name, [r.get("outcome") for r in delivered], outcomes, written))
+    elif not delivered[-1].get("drained") or delivered[-1].get("pending_bytes") != 0:
+        problems.append("%s: the last report line does not say drained: %s" % (name, delivered[-1]))
+
+
 def check_lost(name, disk, ev, problems):
     got = acked(disk)
     say("  %s (negative control): %d of %d bytes acked" % (name, got, BACKLOG))
@@ -732,6 +767,9 @@ def main():
         if name.startswith("sysv") and name != "sysv-control" and not when(ev, "lock-present"):
             problems.append("%s: start did not create /var/lock/subsys/drainhook" % name)
         check(name, disk, ev, problems)
+        if not name.endswith("-control"):
+            # The agent, stopped mid-drain, says so; the fallback's drain then finishes.
+            check_report(name, disk, ["stopped", "shutdown"] if agent else ["shutdown"], problems)
         os.unlink(disk)
 
     for kind in sorted({scenarios[name][0] for name in wanted}):

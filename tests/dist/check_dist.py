@@ -128,6 +128,10 @@ def run_binary(arch, binary, args):
 FILES = {"/usr/bin/drainhook", "/usr/lib/systemd/system/drainhook.service",
          "/usr/lib/systemd/system/drainhook-shutdown.service", "/etc/drainhook/drainhook.toml",
          "/usr/share/doc/drainhook/README.md", "/usr/share/drainhook/filebeat-input.yml"}
+# The README's links into docs/ resolve on the instance: every page ships beside it.
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FILES |= {"/usr/share/doc/drainhook/" + os.path.relpath(os.path.join(d, f), _REPO)
+          for d, _, fs in os.walk(os.path.join(_REPO, "docs")) for f in fs if f.endswith(".md")}
 
 
 def check_scripts(label, text, problems):

@@ -360,7 +360,9 @@ class Sim:
         signal.signal(signal.SIGINT, lambda *_: stop.append(1))
         self.log.write("I", "logagent", "starting the stand-in agent")
         next_scan, next_save, last = 0.0, 0.0, time.time()
-        cap = max(self.a.rate, 65536.0)
+        # At least a whole batch (batch_bytes and the event that overflowed it), else a full
+        # batch would wait for credit that never accrues.
+        cap = max(self.a.rate, 65536.0, 2.0 * self.a.batch_bytes)
         while not stop:
             now = time.time()
             if now >= next_scan:
