@@ -65,6 +65,34 @@ pub(crate) async fn run(
     }
 }
 
+/// One hold of one action: what its steps share.
+struct Hold<'a> {
+    ctx: &'a Arc<Ctx>,
+    action: &'a LifecycleAction,
+    source: Source,
+    messages: &'a Messages,
+    started: Instant,
+    started_at: SystemTime,
+    /// How long the action had already lived when this hold began (a restart, a late notice).
+    already: Duration,
+    /// The hold's budget: --max-hold and the hook's global timeout, from the action's start.
+    budget: Duration,
+    hold_until: Instant,
+}
+
+/// What the drain's end asks of the hold.
+enum Outcome {
+    /// The agent is stopping: the action is left alive for a restarted agent.
+    Release(String),
+    /// The action ended elsewhere mid-drain.
+    Lost(String),
+    /// Complete the action with this result.
+    Complete(Ending, &'static str),
+}
+
+/// The steps, in order: the first heartbeat (is the action alive?), the keeper, the hook's
+/// timing, the pre-drain commands, the drain, the report (and its delivery), the complete.
+/// True when the action is over.
 async fn hold(
     ctx: &Arc<Ctx>,
     action: &LifecycleAction,
@@ -74,77 +102,14 @@ async fn hold(
     adopted: Arc<Notify>,
     gone_at_start: &std::sync::atomic::AtomicBool,
 ) -> bool {
-    let started = Instant::now();
-    let started_at = SystemTime::now();
     // The hook is read anew at every hold (by the keeper: its timing now, not as cached when
     // the agent started). Until it answers, the hold assumes the shortest HeartbeatTimeout
     // AWS allows: heartbeats then come often enough whatever the real timeout is.
-    let mut timing = HookTiming::assumed();
-    // --max-hold and the hook's global timeout count from the action's start when it can be
-    // known (its notice's SentTimestamp, or the start this agent recorded before a restart).
-    let action_began = action_start(ctx, &action.instance_id, messages, started_at);
-    let already = started_at.duration_since(action_began).unwrap_or_default();
-    let budget_for = |t: &HookTiming| {
-        ctx.cfg
-            .max_hold
-            .min(t.global_timeout)
-            .saturating_sub(already)
+    let timing = HookTiming::assumed();
+    let mut h = Hold::begin(ctx, action, source, messages, &timing);
+    let Some(heartbeat) = h.first_heartbeat(&timing, after_own, gone_at_start).await else {
+        return true;
     };
-    let mut budget = budget_for(&timing);
-    let mut hold_until = started + budget;
-    let interval = keeper::interval(ctx, &timing);
-    // The first heartbeat also tells whether the action is still alive.
-    let mut heartbeat = Renewer::new(interval, timing.heartbeat_timeout, started);
-    let first = retry::bounded(
-        "RecordLifecycleActionHeartbeat",
-        Duration::from_secs(10),
-        ctx.lifecycle.heartbeat(action),
-    )
-    .await;
-    if matches!(first, Err(CallError::Gone(_))) {
-        gone_at_start.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-    match first {
-        Err(CallError::Gone(m)) if after_own => {
-            tracing::info!(
-                instance = %action.instance_id,
-                "no active lifecycle action ({m}): a late copy of the notice of the action this agent just completed; deleted"
-            );
-            finish_messages(ctx, messages).await;
-            return true;
-        }
-        Err(CallError::Gone(m)) => {
-            tracing::warn!(
-                instance = %action.instance_id,
-                "lifecycle action already completed or expired before this agent could hold it ({m}): instance {} lost its drain unless another agent completed it",
-                action.instance_id
-            );
-            finish_messages(ctx, messages).await;
-            return true;
-        }
-        Err(e) => {
-            let r = heartbeat.failed(Instant::now());
-            tracing::warn!(
-                "first heartbeat failed: {e}; retrying in {} ({} left before the hook expires at the latest)",
-                fmt_d(r.delay),
-                fmt_d(r.left)
-            );
-        }
-        Ok(()) => {
-            heartbeat.succeeded(Instant::now());
-            tracing::info!(
-                "holding instance {} (first heartbeat sent; the hook's timing is read now, heartbeat every {} meanwhile; hold at most {}{}; noticed by {source})",
-                action.instance_id,
-                fmt_d(interval),
-                fmt_d(budget),
-                if already >= Duration::from_secs(1) {
-                    format!(" more, the action began {} ago", fmt_d(already))
-                } else {
-                    String::new()
-                }
-            );
-        }
-    }
     sdnotify::status(&format!("holding {} for the drain", action.instance_id));
 
     let (gone_tx, gone) = watch::channel(false);
@@ -157,109 +122,267 @@ async fn hold(
         adopted,
         gone_tx,
     );
-    // The hook's read is normally one quick call: the drain's budget waits for it a moment
-    // (its global timeout may be shorter than --max-hold). If it fails, the keeper goes on
-    // trying, and the budget is --max-hold's.
-    let mut read = keeper.timing.clone();
-    if tokio::time::timeout(Duration::from_secs(3), read.changed())
-        .await
-        .is_ok_and(|r| r.is_ok())
-    {
-        timing = *read.borrow();
-        budget = budget_for(&timing);
-        hold_until = started + budget;
-        let interval = keeper::interval(ctx, &timing);
-        if interval >= timing.heartbeat_timeout {
-            tracing::warn!(
-                "heartbeat interval {} is not shorter than the hook's HeartbeatTimeout {}: the hook may expire first",
-                fmt_d(interval),
-                fmt_d(timing.heartbeat_timeout)
-            );
+    h.read_timing(&keeper).await;
+    h.pre_drain(&gone).await;
+    let run = h.drain(&gone).await;
+    let (ending, result) = match h.outcome(&run) {
+        Outcome::Release(pending) => {
+            keeper.task.abort();
+            h.release(&run, &pending).await;
+            return false;
         }
-    }
-    for cmd in &ctx.cfg.pre_drain {
-        if ctx.stopping() || *gone.borrow() {
-            break;
+        Outcome::Lost(pending) => {
+            keeper.task.abort();
+            h.lost(&run, &pending).await;
+            return true;
         }
-        run_pre_drain(cmd, ctx.cfg.pre_drain_timeout).await;
+        Outcome::Complete(ending, result) => (ending, result),
+    };
+    h.report_delivered(&run, ending, result, &gone).await;
+    // Heartbeats stop with the work; the action lives until the last one's timeout, and
+    // the complete is retried until then.
+    keeper.task.abort();
+    let last_beat = *keeper.last_beat.borrow();
+    let action_deadline = last_beat + keeper.timing.borrow().heartbeat_timeout;
+    complete(ctx, action, result, h.started, action_deadline).await;
+    finish_messages(ctx, messages).await;
+    true
+}
+
+impl<'a> Hold<'a> {
+    fn begin(
+        ctx: &'a Arc<Ctx>,
+        action: &'a LifecycleAction,
+        source: Source,
+        messages: &'a Messages,
+        timing: &HookTiming,
+    ) -> Self {
+        let started = Instant::now();
+        let started_at = SystemTime::now();
+        // --max-hold and the hook's global timeout count from the action's start when it can
+        // be known (its notice's SentTimestamp, or the start this agent recorded before a
+        // restart).
+        let action_began = action_start(ctx, &action.instance_id, messages, started_at);
+        let mut h = Hold {
+            ctx,
+            action,
+            source,
+            messages,
+            started,
+            started_at,
+            already: started_at.duration_since(action_began).unwrap_or_default(),
+            budget: Duration::ZERO,
+            hold_until: started,
+        };
+        h.retime(timing);
+        h
     }
-    let left = hold_until.saturating_duration_since(Instant::now());
-    let timeout = ctx.cfg.drain_timeout.map_or(left, |t| t.min(left));
-    let stop = || {
-        let mut gone = gone.clone();
-        async move {
-            tokio::select! {
-                _ = ctx.until_shutdown() => Stop::Shutdown,
-                _ = gone.wait_for(|g| *g) => Stop::Gone,
+
+    fn retime(&mut self, timing: &HookTiming) {
+        self.budget = self
+            .ctx
+            .cfg
+            .max_hold
+            .min(timing.global_timeout)
+            .saturating_sub(self.already);
+        self.hold_until = self.started + self.budget;
+    }
+
+    /// The first heartbeat also tells whether the action is still alive: `None` when it is
+    /// not (its messages are then done with). A failure is retried by the keeper.
+    async fn first_heartbeat(
+        &self,
+        timing: &HookTiming,
+        after_own: bool,
+        gone_at_start: &std::sync::atomic::AtomicBool,
+    ) -> Option<Renewer> {
+        let (ctx, action) = (self.ctx, self.action);
+        let interval = keeper::interval(ctx, timing);
+        let mut heartbeat = Renewer::new(interval, timing.heartbeat_timeout, self.started);
+        let first = retry::bounded(
+            "RecordLifecycleActionHeartbeat",
+            Duration::from_secs(10),
+            ctx.lifecycle.heartbeat(action),
+        )
+        .await;
+        match first {
+            Err(CallError::Gone(m)) => {
+                gone_at_start.store(true, std::sync::atomic::Ordering::Relaxed);
+                if after_own {
+                    tracing::info!(
+                        instance = %action.instance_id,
+                        "no active lifecycle action ({m}): a late copy of the notice of the action this agent just completed; deleted"
+                    );
+                } else {
+                    tracing::warn!(
+                        instance = %action.instance_id,
+                        "lifecycle action already completed or expired before this agent could hold it ({m}): instance {} lost its drain unless another agent completed it",
+                        action.instance_id
+                    );
+                }
+                finish_messages(ctx, self.messages).await;
+                return None;
+            }
+            Err(e) => {
+                let r = heartbeat.failed(Instant::now());
+                tracing::warn!(
+                    "first heartbeat failed: {e}; retrying in {} ({} left before the hook expires at the latest)",
+                    fmt_d(r.delay),
+                    fmt_d(r.left)
+                );
+            }
+            Ok(()) => {
+                heartbeat.succeeded(Instant::now());
+                tracing::info!(
+                    "holding instance {} (first heartbeat sent; the hook's timing is read now, heartbeat every {} meanwhile; hold at most {}{}; noticed by {})",
+                    action.instance_id,
+                    fmt_d(interval),
+                    fmt_d(self.budget),
+                    if self.already >= Duration::from_secs(1) {
+                        format!(" more, the action began {} ago", fmt_d(self.already))
+                    } else {
+                        String::new()
+                    },
+                    self.source
+                );
             }
         }
-    };
-    let run = drain_for(ctx, &action.instance_id, Instant::now() + timeout, stop).await;
-    let report = |ending: Ending, result: Option<&str>| {
+        Some(heartbeat)
+    }
+
+    /// The hook's read is normally one quick call: the drain's budget waits for it a moment
+    /// (its global timeout may be shorter than --max-hold). If it fails, the keeper goes on
+    /// trying, and the budget is --max-hold's.
+    async fn read_timing(&mut self, keeper: &keeper::KeeperHandle) {
+        let mut read = keeper.timing.clone();
+        if tokio::time::timeout(Duration::from_secs(3), read.changed())
+            .await
+            .is_ok_and(|r| r.is_ok())
+        {
+            let timing = *read.borrow();
+            self.retime(&timing);
+            let interval = keeper::interval(self.ctx, &timing);
+            if interval >= timing.heartbeat_timeout {
+                tracing::warn!(
+                    "heartbeat interval {} is not shorter than the hook's HeartbeatTimeout {}: the hook may expire first",
+                    fmt_d(interval),
+                    fmt_d(timing.heartbeat_timeout)
+                );
+            }
+        }
+    }
+
+    /// The configured pre-drain commands, in order, each bounded; skipped once the agent
+    /// stops or the action is gone.
+    async fn pre_drain(&self, gone: &watch::Receiver<bool>) {
+        for cmd in &self.ctx.cfg.pre_drain {
+            if self.ctx.stopping() || *gone.borrow() {
+                break;
+            }
+            run_pre_drain(cmd, self.ctx.cfg.pre_drain_timeout).await;
+        }
+    }
+
+    /// Waits for every shipper, within --drain-timeout and what is left of the hold; stopped
+    /// early by the agent's shutdown or the action's end.
+    async fn drain(&self, gone: &watch::Receiver<bool>) -> DrainRun {
+        let ctx = self.ctx;
+        let left = self.hold_until.saturating_duration_since(Instant::now());
+        let timeout = ctx.cfg.drain_timeout.map_or(left, |t| t.min(left));
+        let stop = || {
+            let mut gone = gone.clone();
+            async move {
+                tokio::select! {
+                    _ = ctx.until_shutdown() => Stop::Shutdown,
+                    _ = gone.wait_for(|g| *g) => Stop::Gone,
+                }
+            }
+        };
+        drain_for(
+            ctx,
+            &self.action.instance_id,
+            Instant::now() + timeout,
+            stop,
+        )
+        .await
+    }
+
+    fn outcome(&self, run: &DrainRun) -> Outcome {
+        match &run.end {
+            DrainEnd::Stopped(Stop::Shutdown, pending) => Outcome::Release(pending.clone()),
+            DrainEnd::Stopped(Stop::Gone, pending) => Outcome::Lost(pending.clone()),
+            DrainEnd::Drained => {
+                drain::write_drained_marker(&self.ctx.cfg.drained_marker);
+                Outcome::Complete(Ending::Drained, "CONTINUE")
+            }
+            DrainEnd::TimedOut(pending) => {
+                let result = self.ctx.cfg.on_timeout.result();
+                tracing::warn!(
+                    "drain did not finish in time ({pending} still pending): completing with {result}"
+                );
+                Outcome::Complete(Ending::DrainTimeout, result)
+            }
+        }
+    }
+
+    /// The drain report of this hold, from the drain's first and last look.
+    fn report(&self, run: &DrainRun, ending: Ending, result: Option<&str>) -> Report {
         let mut r = Report::new(
             ending,
-            source.report_name(),
-            started_at,
+            self.source.report_name(),
+            self.started_at,
             SystemTime::now(),
             Drained {
                 first: run.first.as_ref(),
                 last: run.last.as_ref(),
             },
         );
-        r.instance = Some(action.instance_id.clone());
-        r.group = Some(action.group.clone());
-        r.hook = Some(action.hook.clone());
+        r.instance = Some(self.action.instance_id.clone());
+        r.group = Some(self.action.group.clone());
+        r.hook = Some(self.action.hook.clone());
         r.result = result.map(String::from);
         r
-    };
+    }
 
-    let result = match &run.end {
-        DrainEnd::Stopped(Stop::Shutdown, pending) => {
-            keeper.task.abort();
-            tracing::warn!(
-                "stopping mid-drain with {pending} still pending: the action is not completed; a restarted agent resumes the hold, otherwise Auto Scaling goes on with the hook's DefaultResult at the heartbeat timeout"
-            );
-            write_report(ctx, &report(Ending::Stopped, None));
-            release_messages(ctx, messages).await;
-            return false;
+    /// Stopping mid-drain: the action is not completed, its messages are given back.
+    async fn release(&self, run: &DrainRun, pending: &str) {
+        tracing::warn!(
+            "stopping mid-drain with {pending} still pending: the action is not completed; a restarted agent resumes the hold, otherwise Auto Scaling goes on with the hook's DefaultResult at the heartbeat timeout"
+        );
+        write_report(self.ctx, &self.report(run, Ending::Stopped, None));
+        release_messages(self.ctx, self.messages).await;
+    }
+
+    /// The action ended elsewhere before the drain did: what stayed unshipped is lost.
+    async fn lost(&self, run: &DrainRun, pending: &str) {
+        tracing::error!(
+            instance = %self.action.instance_id,
+            "LOST: the lifecycle action of instance {} ended before the drain finished (expired or completed elsewhere); {pending} were still unshipped and are lost with the instance",
+            self.action.instance_id
+        );
+        write_report(self.ctx, &self.report(run, Ending::ActionLost, None));
+        finish_messages(self.ctx, self.messages).await;
+    }
+
+    /// Writes the report line and, still held (the keeper runs), waits for a shipper to
+    /// deliver it, bounded by REPORT_WAIT and what is left of the hold.
+    async fn report_delivered(
+        &self,
+        run: &DrainRun,
+        ending: Ending,
+        result: &str,
+        gone: &watch::Receiver<bool>,
+    ) {
+        let ctx = self.ctx;
+        let existed = ctx.cfg.report_file.exists();
+        if !write_report(ctx, &self.report(run, ending, Some(result))) {
+            return;
         }
-        DrainEnd::Stopped(Stop::Gone, pending) => {
-            keeper.task.abort();
-            tracing::error!(
-                instance = %action.instance_id,
-                "LOST: the lifecycle action of instance {} ended before the drain finished (expired or completed elsewhere); {pending} were still unshipped and are lost with the instance",
-                action.instance_id
-            );
-            write_report(ctx, &report(Ending::ActionLost, None));
-            finish_messages(ctx, messages).await;
-            return true;
-        }
-        DrainEnd::Drained => {
-            drain::write_drained_marker(&ctx.cfg.drained_marker);
-            "CONTINUE"
-        }
-        DrainEnd::TimedOut(pending) => {
-            tracing::warn!(
-                "drain did not finish in time ({pending} still pending): completing with {}",
-                ctx.cfg.on_timeout.result()
-            );
-            ctx.cfg.on_timeout.result()
-        }
-    };
-    let ending = if matches!(run.end, DrainEnd::Drained) {
-        Ending::Drained
-    } else {
-        Ending::DrainTimeout
-    };
-    // The report line goes through the same shippers; the keeper still holds the action
-    // while they deliver it, bounded by what is left of the hold.
-    let existed = ctx.cfg.report_file.exists();
-    if write_report(ctx, &report(ending, Some(result))) {
         sdnotify::status(&format!(
             "holding {}: waiting for the drain report's delivery",
-            action.instance_id
+            self.action.instance_id
         ));
-        let until = (Instant::now() + REPORT_WAIT).min(hold_until.max(Instant::now()));
+        let until = (Instant::now() + REPORT_WAIT).min(self.hold_until.max(Instant::now()));
         let stop = async {
             let mut gone = gone.clone();
             tokio::select! {
@@ -277,14 +400,6 @@ async fn hold(
         .await;
         report::log_delivery(&ctx.cfg.report_file, &d);
     }
-    // Heartbeats stop with the work; the action lives until the last one's timeout, and
-    // the complete is retried until then.
-    keeper.task.abort();
-    let last_beat = *keeper.last_beat.borrow();
-    let action_deadline = last_beat + keeper.timing.borrow().heartbeat_timeout;
-    complete(ctx, action, result, started, action_deadline).await;
-    finish_messages(ctx, messages).await;
-    true
 }
 
 /// Where the agent records when it began holding an action, beside the drained marker (in
