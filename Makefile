@@ -54,6 +54,7 @@ $(VENV)/.dist-tools: $(VENV)/.installed
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
+	RUSTDOCFLAGS='-D warnings' cargo doc --no-deps --quiet
 
 # Integration tests run against the real moto server (with our extension), started
 # on a free loopback port for the duration of the run.

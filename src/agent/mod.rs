@@ -2,17 +2,17 @@
 //!
 //! Three triggers notice that this instance is being terminated, and each produces a
 //! [`LifecycleAction`] (with a token when it came from a message):
-//! - [`imds_watch`]: IMDS `autoscaling/target-lifecycle-state` turns `Terminated` (no queue
+//! - `imds_watch`: IMDS `autoscaling/target-lifecycle-state` turns `Terminated` (no queue
 //!   needed; the default);
-//! - [`queue`]: the hook's SQS queue, when one is configured (an agent without IMDS also
+//! - `queue`: the hook's SQS queue, when one is configured (an agent without IMDS also
 //!   asks Auto Scaling about itself when another instance's notice arrives, so it need not
 //!   find its own message among everyone's first);
-//! - [`resume`]: at start-up, the instance already waits in `Terminating:Wait`.
+//! - `resume`: at start-up, the instance already waits in `Terminating:Wait`.
 //!
-//! They all send to one coordinator ([`coordinate`]), which runs the one [`hold`] for the
+//! They all send to one coordinator (`coordinate`), which runs the one `hold` for the
 //! action, or hands a message that arrives later to the hold already running, so a second
 //! trigger never means a second hold or a second complete. Spot interruption notices start a
-//! best-effort drain ([`spot`]): no hook can extend those two minutes.
+//! best-effort drain (`spot`): no hook can extend those two minutes.
 
 mod hold;
 mod imds_watch;
