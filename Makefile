@@ -1,6 +1,6 @@
 # drainhook — the commands the README names.
 #   make demo   show it working on a local AWS emulator
-#   make test   everything CI runs: fmt, clippy, unit and integration tests
+#   make test   everything CI runs: fmt, clippy, the docs build, unit and integration tests
 SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python

@@ -50,7 +50,8 @@ pub struct AgentArgs {
     pub imds_trigger: Option<bool>,
 
     /// The termination hook to hold for, when the group has several [default: the group's
-    /// only autoscaling:EC2_INSTANCE_TERMINATING hook].
+    /// only autoscaling:EC2_INSTANCE_TERMINATING hook]. Notices of any other hook are left
+    /// alone: not held, not completed, not deleted.
     #[arg(long, env = "DRAINHOOK_HOOK_NAME")]
     pub hook_name: Option<String>,
 
@@ -70,7 +71,9 @@ pub struct AgentArgs {
     #[arg(long, env = "DRAINHOOK_REGION")]
     pub region: Option<String>,
 
-    /// Never hold an instance longer than this [default: 1h].
+    /// Never hold an instance longer than this, counted from the action's start where it is
+    /// known (the notice's SentTimestamp, or the start an earlier agent recorded in
+    /// /run/drainhook), so a restart does not reset it [default: 1h].
     #[arg(long, env = "DRAINHOOK_MAX_HOLD", value_parser = duration::arg)]
     pub max_hold: Option<Duration>,
 
@@ -82,7 +85,8 @@ pub struct AgentArgs {
     #[arg(long, env = "DRAINHOOK_SETTLE", value_parser = duration::arg)]
     pub settle: Option<Duration>,
 
-    /// Heartbeat period [default: the hook's HeartbeatTimeout / 2].
+    /// Heartbeat period [default: the hook's HeartbeatTimeout / 2, read anew at each hold;
+    /// 15s until that read succeeds].
     #[arg(long, env = "DRAINHOOK_HEARTBEAT_INTERVAL", value_parser = duration::arg)]
     pub heartbeat_interval: Option<Duration>,
 
