@@ -186,13 +186,67 @@ pub async fn look_all(sources: &mut [Box<dyn Shipper>]) -> Result<Backlog, Shipp
     Ok(b)
 }
 
-/// Waits for every source to show everything delivered (see [`Outcome`]).
+/// The shippers of one drain, found and begun: drops are counted, and the drain report's
+/// deliveries measured, from their first look on. The agent opens them when a hold begins,
+/// before its pre-drain commands, so that what happens during those commands counts too.
+pub struct Sources {
+    shippers: Vec<Box<dyn Shipper>>,
+    /// The first look that succeeded.
+    first: Option<Backlog>,
+}
+
+impl Sources {
+    /// Finds the shippers (logging what detection noted) and begins following them.
+    pub fn open(spec: &Spec) -> Result<Sources, ShipperError> {
+        let detected = shipper::detect(spec)?;
+        for n in &detected.notes {
+            tracing::info!("{n}");
+        }
+        let mut shippers = detected.sources;
+        for s in shippers.iter_mut() {
+            s.begin();
+        }
+        Ok(Sources {
+            shippers,
+            first: None,
+        })
+    }
+
+    /// The first look that succeeded, if one did.
+    pub fn first(&self) -> Option<&Backlog> {
+        self.first.as_ref()
+    }
+
+    /// Looks at every shipper once; the first look that succeeds is kept as the start.
+    pub async fn look(&mut self) -> Result<Backlog, ShipperError> {
+        let b = look_all(&mut self.shippers).await?;
+        if self.first.is_none() {
+            self.first = Some(b.clone());
+        }
+        Ok(b)
+    }
+}
+
+/// Waits for every source to show everything delivered (see [`Outcome`]): [`Sources::open`],
+/// then [`drain_sources`].
+pub async fn drain<S, P>(opts: &DrainOptions, stop: S, progress: P) -> Result<Outcome, ShipperError>
+where
+    S: Future<Output = ()>,
+    P: FnMut(&Progress<'_>),
+{
+    let mut sources = Sources::open(&opts.spec)?;
+    drain_sources(opts, &mut sources, stop, progress).await
+}
+
+/// Waits for `sources` to show everything delivered (see [`Outcome`], whose `first` is the
+/// sources' first look, perhaps made before this drain).
 ///
 /// `stop` ends the wait early; `progress` is called at `progress_interval`. A source that
 /// cannot be read at the start is an error; later, a read that fails is retried and never
 /// counts as drained.
-pub async fn drain<S, P>(
+pub async fn drain_sources<S, P>(
     opts: &DrainOptions,
+    sources: &mut Sources,
     stop: S,
     mut progress: P,
 ) -> Result<Outcome, ShipperError>
@@ -202,15 +256,8 @@ where
 {
     let started = Instant::now();
     let deadline = started + opts.timeout;
-    let detected = shipper::detect(&opts.spec)?;
-    for n in &detected.notes {
-        tracing::info!("{n}");
-    }
-    let mut sources = detected.sources;
-    for s in sources.iter_mut() {
-        s.begin();
-    }
-    let mut backlog = look_all(&mut sources).await?;
+    let mut backlog = sources.look().await?;
+    let first = sources.first.clone().unwrap_or_else(|| backlog.clone());
     let mut watch = match Watch::new() {
         Ok(w) => Some(w),
         Err(e) => {
@@ -221,8 +268,7 @@ where
             None
         }
     };
-    watch_sources(&mut watch, &sources);
-    let first = backlog.clone();
+    watch_sources(&mut watch, &sources.shippers);
     let inexact = backlog.inexact();
     if !inexact.is_empty() {
         tracing::warn!(
@@ -312,13 +358,13 @@ where
             }
             _ = tokio::time::sleep_until(wake) => {}
         }
-        match look_all(&mut sources).await {
+        match sources.look().await {
             Ok(b) => {
                 if last_error.take().is_some() {
                     tracing::info!("every shipper's state is readable again");
                 }
                 backlog = b;
-                watch_sources(&mut watch, &sources);
+                watch_sources(&mut watch, &sources.shippers);
                 let now_shipped = activity(&backlog);
                 if !backlog.is_drained() {
                     drained_since = None;

@@ -87,7 +87,8 @@ pub struct Report {
     pub drained: bool,
     pub shipped_bytes: u64,
     pub pending_bytes: u64,
-    /// Bytes a shipper dropped during the drain (done, not delivered).
+    /// Bytes a shipper dropped during the hold, its pre-drain commands included (done, not
+    /// delivered).
     pub lost_bytes: u64,
     /// What the queues still held at the end (part of `pending_bytes`).
     pub queued_bytes: u64,

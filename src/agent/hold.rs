@@ -122,9 +122,10 @@ async fn hold(
         adopted,
         gone_tx,
     );
+    let sources = open_sources(ctx).await;
     h.read_timing(&keeper).await;
     h.pre_drain(&gone).await;
-    let run = h.drain(&gone).await;
+    let run = h.drain(&gone, sources).await;
     let (ending, result) = match h.outcome(&run) {
         Outcome::Release(pending) => {
             keeper.task.abort();
@@ -285,7 +286,11 @@ impl<'a> Hold<'a> {
 
     /// Waits for every shipper, within --drain-timeout and what is left of the hold; stopped
     /// early by the agent's shutdown or the action's end.
-    async fn drain(&self, gone: &watch::Receiver<bool>) -> DrainRun {
+    async fn drain(
+        &self,
+        gone: &watch::Receiver<bool>,
+        sources: Option<drain::Sources>,
+    ) -> DrainRun {
         let ctx = self.ctx;
         let left = self.hold_until.saturating_duration_since(Instant::now());
         let timeout = ctx.cfg.drain_timeout.map_or(left, |t| t.min(left));
@@ -303,6 +308,7 @@ impl<'a> Hold<'a> {
             &self.action.instance_id,
             Instant::now() + timeout,
             stop,
+            sources,
         )
         .await
     }
@@ -506,13 +512,35 @@ pub(crate) enum DrainEnd {
     Stopped(Stop, String),
 }
 
-/// Runs the drain until `until`, or until `stop` resolves. An unreadable registry is never
-/// "drained": the error is logged once and the read retried every 5 s.
+/// Finds the shippers and looks at them once, when a hold (or a Spot drain) begins and
+/// before its pre-drain commands run: drops are counted, and the report's deliveries
+/// measured, from here. `None` when no shipper can be found or read yet: the drain then tries
+/// again and counts from its own first look that succeeds.
+pub(crate) async fn open_sources(ctx: &Ctx) -> Option<drain::Sources> {
+    let mut sources = match drain::Sources::open(&ctx.cfg.shippers) {
+        Ok(s) => s,
+        Err(e) => {
+            // The drain says it, and retries.
+            tracing::debug!("shippers not opened before the pre-drain commands: {e}");
+            return None;
+        }
+    };
+    if let Err(e) = sources.look().await {
+        tracing::debug!("shippers not read before the pre-drain commands: {e}");
+    }
+    Some(sources)
+}
+
+/// Runs the drain until `until`, or until `stop` resolves, over `sources` if they were
+/// opened already (else found now). An unreadable registry is never "drained": the error is
+/// logged once and the read retried every 5 s, on the same sources, so drops are still
+/// counted from their first look.
 pub(crate) async fn drain_for<F, Fut>(
     ctx: &Ctx,
     instance: &str,
     until: Instant,
     stop: F,
+    mut sources: Option<drain::Sources>,
 ) -> DrainRun
 where
     F: Fn() -> Fut,
@@ -534,19 +562,28 @@ where
     let mut reported_error = None;
     loop {
         let mut why = None;
-        let stopper = async {
-            why = Some(stop().await);
-        };
         let opts = DrainOptions {
             timeout: until.saturating_duration_since(Instant::now()),
             ..opts.clone()
         };
-        let outcome = drain::drain(&opts, stopper, |p| {
+        let progress = |p: &drain::Progress<'_>| {
             let s = p.summary();
             tracing::info!("drain progress: {s}");
             sdnotify::status(&format!("draining: {s}"));
-        })
-        .await;
+        };
+        let opened = match sources.take() {
+            Some(s) => Ok(s),
+            None => drain::Sources::open(&opts.spec),
+        };
+        let outcome = match opened {
+            Ok(s) => {
+                let stopper = async {
+                    why = Some(stop().await);
+                };
+                drain::drain_sources(&opts, sources.insert(s), stopper, progress).await
+            }
+            Err(e) => Err(e),
+        };
         let o = match outcome {
             Ok(o) => o,
             Err(e) => {
@@ -558,9 +595,10 @@ where
                 }
                 reported_error = Some(msg);
                 let left = until.saturating_duration_since(Instant::now());
+                let first = sources.as_ref().and_then(|s| s.first().cloned());
                 let unknown = |end| DrainRun {
                     end,
-                    first: None,
+                    first,
                     last: None,
                 };
                 if left.is_zero() {

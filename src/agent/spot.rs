@@ -2,7 +2,7 @@
 //! action to complete. The agent runs the pre-drain commands and drains with what is left
 //! of the two minutes, minus a margin, then says what stayed unshipped.
 
-use super::hold::{drain_for, run_pre_drain, write_report, DrainEnd, Stop};
+use super::hold::{drain_for, open_sources, run_pre_drain, write_report, DrainEnd, Stop};
 use super::{fmt_d, Ctx, Source};
 use crate::drain;
 use crate::report::{Drained, Ending, Report};
@@ -28,6 +28,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, action: String, at: Option<SystemTime>, s
         "spot interruption ({action}) for this instance, noticed by {source}: it cannot be held; draining for what is left of the warning ({})",
         fmt_d(left)
     );
+    let sources = open_sources(&ctx).await;
     for cmd in &ctx.cfg.pre_drain {
         if ctx.stopping() || Instant::now() >= until {
             break;
@@ -42,7 +43,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, action: String, at: Option<SystemTime>, s
         ctx.until_shutdown().await;
         Stop::Shutdown
     };
-    let run = drain_for(&ctx, &ctx.instance_id, until, stop).await;
+    let run = drain_for(&ctx, &ctx.instance_id, until, stop, sources).await;
     match &run.end {
         DrainEnd::Drained => {
             drain::write_drained_marker(&ctx.cfg.drained_marker);

@@ -35,8 +35,9 @@ pub trait Shipper: Send {
     /// Directories whose changes mean the shipper made progress (or wrote its state).
     fn watch_dirs(&self) -> Vec<PathBuf>;
 
-    /// Called once when a drain begins: counters of what the shipper dropped are compared
-    /// with their values at this moment.
+    /// Called once when the drain's sources are opened (the agent: when a hold begins, before
+    /// its pre-drain commands; `drainhook drain`: at its start): what the shipper drops is
+    /// counted from here.
     fn begin(&mut self) {}
 
     /// Reads the shipper's state as it is now (only what changed since the last look, where

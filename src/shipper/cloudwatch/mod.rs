@@ -6,7 +6,8 @@
 //! v1.300059.0, also after the batch was dropped (`sender.go:86,94,107,125,134`); the state is
 //! saved every 100 ms when it changed (`internal/state/manager.go:15,120-128`). So a file is
 //! done when its done ranges cover it to its size, and whether "done" was "delivered" is read
-//! from the agent's log ([`agentlog`]) from the moment the drain began.
+//! from the agent's log ([`agentlog`]) from the moment the hold began (before the pre-drain
+//! commands; for `drainhook drain`, its start).
 //!
 //! Files are matched to state by path: the state file is named after the path
 //! (`state.go:61-75`) and its second line repeats it. A rotated file (renamed or deleted under

@@ -57,7 +57,8 @@ pub struct FluentBit {
     config: FluentBitConfig,
     procs: ProcScan,
     endpoint: Option<Endpoint>,
-    /// The drop counters when the drain began (taken at the first look after `begin`).
+    /// The drop counters when the hold began (taken at the first look after `begin`, which
+    /// the agent makes before its pre-drain commands).
     baseline: Option<Counters>,
     /// The last HTTP answers and when they were read.
     cached: Option<(Instant, Http)>,
