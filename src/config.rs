@@ -1,12 +1,15 @@
-//! The agent's configuration: `/etc/drainhook/drainhook.toml`, `DRAINHOOK_*` variables and
-//! flags, in rising precedence (flags win). Unknown keys in the file are an error.
+//! The configuration: `/etc/drainhook/drainhook.toml`, `DRAINHOOK_*` variables and flags, in
+//! rising precedence (flags win). Unknown keys in the file are an error. The agent reads every
+//! key; `drain`, `backlog` and `check` read the same file for the shipper keys (and `drain`
+//! for `settle`, `drained_marker` and `report_file`), so the shutdown fallback drains what the
+//! agent drains.
 
 use crate::duration;
 use crate::shipper::{Kind, Spec};
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const DEFAULT_CONFIG: &str = "/etc/drainhook/drainhook.toml";
@@ -35,7 +38,8 @@ impl OnTimeout {
 /// or in a `DRAINHOOK_*` variable.
 #[derive(Debug, Args, Default)]
 pub struct AgentArgs {
-    /// Config file (TOML). A missing default file is fine; a missing named file is an error.
+    /// Config file (TOML). A missing default file is fine; a missing named file is an error
+    /// [default: /etc/drainhook/drainhook.toml].
     #[arg(long, env = "DRAINHOOK_CONFIG")]
     pub config: Option<PathBuf>,
 
@@ -225,6 +229,46 @@ impl ShipperArgs {
     }
 }
 
+/// `--config` of `drain`, `backlog` and `check`.
+#[derive(Debug, Args, Default, Clone)]
+pub struct ConfigFileArg {
+    /// The agent's config file (TOML), whose shipper keys apply where no flag or variable
+    /// sets them (for `drain` also settle, drained_marker and report_file); refused, like the
+    /// agent refuses it, when anyone but root can change it. A missing default file is fine;
+    /// a missing named file is an error [default: /etc/drainhook/drainhook.toml].
+    #[arg(long, env = "DRAINHOOK_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigFileArg {
+    /// The file's keys (all unset when the default file does not exist).
+    pub fn read(&self) -> Result<FileConfig, ConfigError> {
+        read_file(self.config.as_deref()).map(|(_, f)| f)
+    }
+}
+
+/// Reads the config file `explicit`, or the default one, which may be missing (then every key
+/// is unset). Before it is read, the file is refused when anyone but root can change it
+/// ([`crate::trust`]). Returns the path read and its keys.
+pub fn read_file(explicit: Option<&Path>) -> Result<(PathBuf, FileConfig), ConfigError> {
+    crate::trust::check_config(explicit).map_err(|e| ConfigError(e.to_string()))?;
+    let path = explicit.map_or_else(|| PathBuf::from(DEFAULT_CONFIG), Path::to_path_buf);
+    let file = match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text)
+            .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
+            FileConfig::default()
+        }
+        Err(e) => {
+            return Err(ConfigError(format!(
+                "cannot read config file {}: {e}",
+                path.display()
+            )))
+        }
+    };
+    Ok((path, file))
+}
+
 /// One path or a list of them, in the config file.
 #[derive(Debug, Deserialize, Clone)]
 #[serde(untagged)]
@@ -333,7 +377,8 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn file_duration(key: &str, v: Option<String>) -> Result<Option<Duration>, ConfigError> {
+/// A duration key of the config file, parsed.
+pub fn file_duration(key: &str, v: Option<String>) -> Result<Option<Duration>, ConfigError> {
     v.map(|s| duration::parse(&s).map_err(|e| ConfigError(format!("config key {key}: {e}"))))
         .transpose()
 }
@@ -341,25 +386,7 @@ fn file_duration(key: &str, v: Option<String>) -> Result<Option<Duration>, Confi
 impl AgentArgs {
     /// Merges flags/env over the config file over the defaults.
     pub fn resolve(mut self) -> Result<AgentConfig, ConfigError> {
-        crate::trust::check_config(self.config.as_deref())
-            .map_err(|e| ConfigError(e.to_string()))?;
-        let path = self
-            .config
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
-        let file: FileConfig = match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text)
-                .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.config.is_none() => {
-                FileConfig::default()
-            }
-            Err(e) => {
-                return Err(ConfigError(format!(
-                    "cannot read config file {}: {e}",
-                    path.display()
-                )))
-            }
-        };
+        let (path, file) = read_file(self.config.as_deref())?;
         let shippers = std::mem::take(&mut self.shippers).spec(&file);
         let queue_url = self.queue_url.or(file.queue_url).filter(|q| !q.is_empty());
         let imds_trigger = self.imds_trigger.or(file.imds_trigger).unwrap_or(true);

@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use drainhook::backlog::{human_bytes, Backlog};
-use drainhook::config::{FileConfig, ShipperArgs};
+use drainhook::config::{self, ConfigFileArg, FileConfig, ShipperArgs};
 use drainhook::drain::{self, DrainOptions, Ended};
 use drainhook::logging::{self, LogFormat};
 use drainhook::report::{self, Drained, Ending, Report};
@@ -76,24 +76,29 @@ struct DrainArgs {
     #[command(flatten)]
     shippers: ShipperArgs,
 
+    #[command(flatten)]
+    config: ConfigFileArg,
+
     /// Give up after this long (exit 2), e.g. `90s`, `30m`, `1h`.
     #[arg(long, env = "DRAINHOOK_DRAIN_TIMEOUT", default_value = "30m", value_parser = duration::arg)]
     timeout: Duration,
 
     /// How long everything must stay delivered, with nothing more delivered, before the
-    /// drain ends (any progress starts it again): filebeat's 1 s registry flush plus its
-    /// 10 s scan interval, so a file appended at the last moment is not missed.
-    #[arg(long, env = "DRAINHOOK_SETTLE", default_value = "11s", value_parser = duration::arg)]
-    settle: Duration,
+    /// drain ends (any progress starts it again) [default: settle in the config file, else
+    /// 11s: filebeat's 1 s registry flush plus its 10 s scan interval, so a file appended at
+    /// the last moment is not missed].
+    #[arg(long, env = "DRAINHOOK_SETTLE", value_parser = duration::arg)]
+    settle: Option<Duration>,
 
     /// How often to log progress while waiting.
     #[arg(long, default_value = "10s", value_parser = duration::arg)]
     progress_interval: Duration,
 
     /// The agent's "already drained" marker: when it exists and nothing is pending, return
-    /// at once (the agent drained for this shutdown already).
-    #[arg(long, env = "DRAINHOOK_DRAINED_MARKER", default_value = drain::DEFAULT_DRAINED_MARKER)]
-    drained_marker: PathBuf,
+    /// at once (the agent drained for this shutdown already) [default: drained_marker in the
+    /// config file, else /run/drainhook/drained].
+    #[arg(long, env = "DRAINHOOK_DRAINED_MARKER")]
+    drained_marker: Option<PathBuf>,
 
     /// Append a drain report line (outcome `shutdown`) to --report-file when the drain ends,
     /// and wait (within --timeout) until a shipper has delivered it. The shutdown fallback
@@ -101,15 +106,19 @@ struct DrainArgs {
     #[arg(long)]
     report: bool,
 
-    /// Where --report appends.
-    #[arg(long, env = "DRAINHOOK_REPORT_FILE", default_value = report::DEFAULT_REPORT_FILE)]
-    report_file: PathBuf,
+    /// Where --report appends [default: report_file in the config file, else
+    /// /var/log/drainhook/drain.log].
+    #[arg(long, env = "DRAINHOOK_REPORT_FILE")]
+    report_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
 struct BacklogArgs {
     #[command(flatten)]
     shippers: ShipperArgs,
+
+    #[command(flatten)]
+    config: ConfigFileArg,
 
     /// Print one JSON object: {"format", "files": [{"source", "inode", "device", "offset",
     /// "size", "pending", "state"}], "pending_bytes", "lost_bytes", "drained", "sources":
@@ -122,6 +131,9 @@ struct BacklogArgs {
 struct CheckArgs {
     #[command(flatten)]
     shippers: ShipperArgs,
+
+    #[command(flatten)]
+    config: ConfigFileArg,
 }
 
 fn main() -> ExitCode {
@@ -143,15 +155,16 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
-/// The shippers the command line names (the config file is the agent's alone).
-fn spec(args: ShipperArgs) -> Spec {
-    args.spec(&FileConfig::default())
+/// The shippers the command line names, over the config file's keys.
+fn spec(args: ShipperArgs, file: &FileConfig) -> Spec {
+    args.spec(file)
 }
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Backlog(args) => {
-            let spec = spec(args.shippers);
+            let file = args.config.read().map_err(|e| e.to_string())?;
+            let spec = spec(args.shippers, &file);
             let b = runtime()?
                 .block_on(backlog_now(&spec))
                 .map_err(|e| e.to_string())?;
@@ -163,7 +176,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(args) => {
-            let spec = spec(args.shippers);
+            let file = args.config.read().map_err(|e| e.to_string())?;
+            let spec = spec(args.shippers, &file);
             runtime()?.block_on(async {
                 let verdict = check::check(&spec).await;
                 print!("{}", verdict.to_text());
@@ -171,13 +185,28 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             })
         }
         Command::Drain(args) => {
-            let report = args.report.then_some(args.report_file);
+            let file = args.config.read().map_err(|e| e.to_string())?;
+            let settle = match args.settle {
+                Some(s) => s,
+                None => config::file_duration("settle", file.settle.clone())
+                    .map_err(|e| e.to_string())?
+                    .unwrap_or(drain::DEFAULT_SETTLE),
+            };
+            let drained_marker = args
+                .drained_marker
+                .or_else(|| file.drained_marker.clone())
+                .unwrap_or_else(|| PathBuf::from(drain::DEFAULT_DRAINED_MARKER));
+            let report_file = args
+                .report_file
+                .or_else(|| file.report_file.clone())
+                .unwrap_or_else(|| PathBuf::from(report::DEFAULT_REPORT_FILE));
+            let report = args.report.then_some(report_file);
             let opts = DrainOptions {
                 timeout: args.timeout,
-                settle: args.settle,
+                settle,
                 progress_interval: args.progress_interval,
-                drained_marker: Some(args.drained_marker),
-                ..DrainOptions::new(spec(args.shippers))
+                drained_marker: Some(drained_marker),
+                ..DrainOptions::new(spec(args.shippers, &file))
             };
             runtime()?.block_on(run_drain(opts, report))
         }

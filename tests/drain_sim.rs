@@ -402,3 +402,83 @@ fn with_the_disk_queue_the_drain_waits_for_the_output_not_the_registry() {
     assert_eq!(fs::read(&delivered).unwrap().len() as u64, written);
     drop(sim);
 }
+
+/// The shutdown fallback runs `drainhook drain` without shipper flags: it reads the agent's
+/// config file for them (and for settle and report_file), so it drains what the agent
+/// drains; a file that anyone but root can change is refused, as the agent refuses it.
+#[test]
+fn drain_and_backlog_read_the_agent_s_config_file_and_refuse_one_others_can_change() {
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |p: &std::path::Path, m: u32| {
+        fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap()
+    };
+    let t = tempfile::tempdir().unwrap();
+    let (data, _sim, written) = shipping(t.path(), 30_000, &["--rate", "200000"]);
+    let etc = t.path().join("etc");
+    fs::create_dir(&etc).unwrap();
+    chmod(&etc, 0o755);
+    let report = t.path().join("drain.log");
+    // Existing and tracked by no shipper: the drain does not wait for its delivery.
+    fs::write(&report, "").unwrap();
+    let cfg = etc.join("drainhook.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "shipper = [\"filebeat\"]\nregistry = \"{}\"\nsettle = \"1s\"\nreport_file = \"{}\"\npre_drain = [\"systemctl stop app\"]\n",
+            data.display(),
+            report.display()
+        ),
+    )
+    .unwrap();
+    chmod(&cfg, 0o644);
+
+    let out = drainhook()
+        .args(["backlog", "--json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let b: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(b["files"].as_array().map(Vec::len), Some(1), "{b}");
+
+    let out = drainhook()
+        .args(["drain", "--timeout", "60s", "--report", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("settle 1s"), "settle from the file: {err}");
+    assert_eq!(acked_bytes(&data), written, "{err}");
+    let line: serde_json::Value =
+        serde_json::from_str(fs::read_to_string(&report).unwrap().trim()).unwrap();
+    assert_eq!(line["outcome"], "shutdown", "{line}");
+    assert_eq!(line["pending_bytes"], 0, "{line}");
+
+    // Writable by everyone: refused before it is read, naming the file and the fix.
+    chmod(&cfg, 0o666);
+    for cmd in [&["drain", "--timeout", "5s"][..], &["backlog"], &["check"]] {
+        let out = drainhook()
+            .args(cmd)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}: {err}");
+        assert!(
+            err.contains(&format!("config file {}", cfg.display()))
+                && err.contains(&format!("Fix: chmod go-w {}", cfg.display())),
+            "{cmd:?}: {err}"
+        );
+    }
+
+    // A named file that does not exist is an error.
+    let out = drainhook()
+        .args(["backlog", "--config"])
+        .arg(t.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("missing.toml"), "{}", stderr(&out));
+}
