@@ -165,21 +165,25 @@ impl Report {
 
 /// Each file of `last`, with what was delivered of it since `first` (a file new since then
 /// counts from 0; a file truncated meanwhile counts what was delivered after the truncation).
+/// A file is the same in both looks when the same shipper source reports it with the same
+/// identity ([`file_identity`]), so a file rotated to a new name during the hold counts only
+/// what was delivered of it meanwhile.
 fn file_changes(first: Option<&Backlog>, last: &Backlog) -> Vec<ReportFile> {
-    let before: HashMap<(Option<&Path>, Option<u64>), u64> = first
-        .map(|f| {
-            f.files()
-                .map(|x| ((x.source.as_deref(), x.inode), x.offset))
+    let before: HashMap<(&str, FileIdentity<'_>), u64> = first
+        .map(|b| {
+            b.sources
+                .iter()
+                .flat_map(|s| s.files.iter().map(move |f| (s.owner.as_str(), f)))
+                .map(|(owner, f)| ((owner, file_identity(f)), f.offset))
                 .collect()
         })
         .unwrap_or_default();
-    last.files()
-        .filter(|f| f.state != State::Unmanaged)
-        .map(|f: &FileBacklog| {
-            let was = before
-                .get(&(f.source.as_deref(), f.inode))
-                .copied()
-                .unwrap_or(0);
+    last.sources
+        .iter()
+        .flat_map(|s| s.files.iter().map(move |f| (s.owner.as_str(), f)))
+        .filter(|(_, f)| f.state != State::Unmanaged)
+        .map(|(owner, f)| {
+            let was = before.get(&(owner, file_identity(f))).copied().unwrap_or(0);
             let shipped = if f.offset >= was {
                 f.offset - was
             } else {
@@ -193,6 +197,23 @@ fn file_changes(first: Option<&Backlog>, last: &Backlog) -> Vec<ReportFile> {
             }
         })
         .collect()
+}
+
+/// Which file a row is, across two looks.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum FileIdentity<'a> {
+    /// Device and inode, where the shipper knows the inode (the device may be unknown): a
+    /// rotated file keeps them under its new name, as the shippers themselves follow it.
+    Inode(Option<u64>, u64),
+    /// The path, where the shipper keys its state by path alone.
+    Path(Option<&'a Path>),
+}
+
+fn file_identity(f: &FileBacklog) -> FileIdentity<'_> {
+    match f.inode {
+        Some(ino) => FileIdentity::Inode(f.device, ino),
+        None => FileIdentity::Path(f.source.as_deref()),
+    }
 }
 
 /// The host's name, from uname (the hardened units hide /proc/sys).
@@ -378,6 +399,29 @@ mod tests {
                 files,
             )],
         }
+    }
+
+    #[test]
+    fn a_file_rotated_during_the_hold_counts_only_what_was_delivered_meanwhile() {
+        let first = backlog(vec![file("/var/log/app.log", 300, 1000)]);
+        // Renamed to app.log.1 (same device and inode), and a new app.log begun.
+        let mut rotated = file("/var/log/app.log.1", 1000, 1000);
+        rotated.inode = first.sources[0].files[0].inode;
+        let mut fresh = file("/var/log/app.log", 40, 40);
+        fresh.inode = Some(99);
+        let last = backlog(vec![rotated, fresh]);
+        let t0 = SystemTime::UNIX_EPOCH;
+        let r = Report::new(
+            Ending::Drained,
+            "imds",
+            t0,
+            t0,
+            Drained {
+                first: Some(&first),
+                last: Some(&last),
+            },
+        );
+        assert_eq!(r.shipped_bytes, 700 + 40, "{:?}", r.files);
     }
 
     #[test]
