@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use drainhook::backlog::{human_bytes, Backlog};
-use drainhook::config::{self, ConfigFileArg, FileConfig, ShipperArgs};
+use drainhook::config::{self, ConfigFileArg, ShipperArgs};
 use drainhook::drain::{self, DrainOptions, Ended};
 use drainhook::logging::{self, LogFormat};
 use drainhook::report::{self, Drained, Ending, Report};
@@ -155,16 +155,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
-/// The shippers the command line names, over the config file's keys.
-fn spec(args: ShipperArgs, file: &FileConfig) -> Spec {
-    args.spec(file)
-}
-
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Backlog(args) => {
             let file = args.config.read().map_err(|e| e.to_string())?;
-            let spec = spec(args.shippers, &file);
+            let spec = args.shippers.spec(&file);
             let b = runtime()?
                 .block_on(backlog_now(&spec))
                 .map_err(|e| e.to_string())?;
@@ -177,7 +172,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Check(args) => {
             let file = args.config.read().map_err(|e| e.to_string())?;
-            let spec = spec(args.shippers, &file);
+            let spec = args.shippers.spec(&file);
             runtime()?.block_on(async {
                 let verdict = check::check(&spec).await;
                 print!("{}", verdict.to_text());
@@ -206,7 +201,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 settle,
                 progress_interval: args.progress_interval,
                 drained_marker: Some(drained_marker),
-                ..DrainOptions::new(spec(args.shippers, &file))
+                ..DrainOptions::new(args.shippers.spec(&file))
             };
             runtime()?.block_on(run_drain(opts, report))
         }
