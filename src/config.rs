@@ -342,6 +342,31 @@ pub struct FileConfig {
     pub report_file: Option<PathBuf>,
 }
 
+impl FileConfig {
+    /// `settle`: `given` (a flag or variable), else the file's, else 11 s.
+    pub fn settle_or(&self, given: Option<Duration>) -> Result<Duration, ConfigError> {
+        Ok(match given {
+            Some(d) => d,
+            None => file_duration("settle", self.settle.clone())?
+                .unwrap_or(crate::drain::DEFAULT_SETTLE),
+        })
+    }
+
+    /// `drained_marker`: `given`, else the file's, else `/run/drainhook/drained`.
+    pub fn drained_marker_or(&self, given: Option<PathBuf>) -> PathBuf {
+        given
+            .or_else(|| self.drained_marker.clone())
+            .unwrap_or_else(|| PathBuf::from(crate::drain::DEFAULT_DRAINED_MARKER))
+    }
+
+    /// `report_file`: `given`, else the file's, else `/var/log/drainhook/drain.log`.
+    pub fn report_file_or(&self, given: Option<PathBuf>) -> PathBuf {
+        given
+            .or_else(|| self.report_file.clone())
+            .unwrap_or_else(|| PathBuf::from(crate::report::DEFAULT_REPORT_FILE))
+    }
+}
+
 /// The resolved configuration the agent runs with.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -377,8 +402,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// A duration key of the config file, parsed.
-pub fn file_duration(key: &str, v: Option<String>) -> Result<Option<Duration>, ConfigError> {
+fn file_duration(key: &str, v: Option<String>) -> Result<Option<Duration>, ConfigError> {
     v.map(|s| duration::parse(&s).map_err(|e| ConfigError(format!("config key {key}: {e}"))))
         .transpose()
 }
@@ -387,6 +411,9 @@ impl AgentArgs {
     /// Merges flags/env over the config file over the defaults.
     pub fn resolve(mut self) -> Result<AgentConfig, ConfigError> {
         let (path, file) = read_file(self.config.as_deref())?;
+        let settle = file.settle_or(self.settle)?;
+        let drained_marker = file.drained_marker_or(self.drained_marker.take());
+        let report_file = file.report_file_or(self.report_file.take());
         let shippers = std::mem::take(&mut self.shippers).spec(&file);
         let queue_url = self.queue_url.or(file.queue_url).filter(|q| !q.is_empty());
         let imds_trigger = self.imds_trigger.or(file.imds_trigger).unwrap_or(true);
@@ -425,10 +452,7 @@ impl AgentArgs {
             drain_timeout: self
                 .drain_timeout
                 .or(file_duration("drain_timeout", file.drain_timeout)?),
-            settle: self
-                .settle
-                .or(file_duration("settle", file.settle)?)
-                .unwrap_or(crate::drain::DEFAULT_SETTLE),
+            settle,
             heartbeat_interval: self.heartbeat_interval.or(file_duration(
                 "heartbeat_interval",
                 file.heartbeat_interval,
@@ -451,14 +475,8 @@ impl AgentArgs {
                 .idle_pause
                 .or(file_duration("idle_pause", file.idle_pause)?)
                 .unwrap_or(Duration::from_secs(2)),
-            drained_marker: self
-                .drained_marker
-                .or(file.drained_marker)
-                .unwrap_or_else(|| PathBuf::from(crate::drain::DEFAULT_DRAINED_MARKER)),
-            report_file: self
-                .report_file
-                .or(file.report_file)
-                .unwrap_or_else(|| PathBuf::from(crate::report::DEFAULT_REPORT_FILE)),
+            drained_marker,
+            report_file,
         })
     }
 }

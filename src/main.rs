@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use drainhook::backlog::{human_bytes, Backlog};
-use drainhook::config::{self, ConfigFileArg, ShipperArgs};
+use drainhook::config::{ConfigFileArg, ShipperArgs};
 use drainhook::drain::{self, DrainOptions, Ended};
 use drainhook::logging::{self, LogFormat};
 use drainhook::report::{self, Drained, Ending, Report};
@@ -181,21 +181,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Drain(args) => {
             let file = args.config.read().map_err(|e| e.to_string())?;
-            let settle = match args.settle {
-                Some(s) => s,
-                None => config::file_duration("settle", file.settle.clone())
-                    .map_err(|e| e.to_string())?
-                    .unwrap_or(drain::DEFAULT_SETTLE),
-            };
-            let drained_marker = args
-                .drained_marker
-                .or_else(|| file.drained_marker.clone())
-                .unwrap_or_else(|| PathBuf::from(drain::DEFAULT_DRAINED_MARKER));
-            let report_file = args
-                .report_file
-                .or_else(|| file.report_file.clone())
-                .unwrap_or_else(|| PathBuf::from(report::DEFAULT_REPORT_FILE));
-            let report = args.report.then_some(report_file);
+            let settle = file.settle_or(args.settle).map_err(|e| e.to_string())?;
+            let drained_marker = file.drained_marker_or(args.drained_marker);
+            let report = args.report.then(|| file.report_file_or(args.report_file));
             let opts = DrainOptions {
                 timeout: args.timeout,
                 settle,
