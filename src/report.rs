@@ -171,16 +171,12 @@ impl Report {
 fn file_changes(first: Option<&Backlog>, last: &Backlog) -> Vec<ReportFile> {
     let before: HashMap<(&str, FileIdentity<'_>), u64> = first
         .map(|b| {
-            b.sources
-                .iter()
-                .flat_map(|s| s.files.iter().map(move |f| (s.owner.as_str(), f)))
+            owned_files(b)
                 .map(|(owner, f)| ((owner, file_identity(f)), f.offset))
                 .collect()
         })
         .unwrap_or_default();
-    last.sources
-        .iter()
-        .flat_map(|s| s.files.iter().map(move |f| (s.owner.as_str(), f)))
+    owned_files(last)
         .filter(|(_, f)| f.state != State::Unmanaged)
         .map(|(owner, f)| {
             let was = before.get(&(owner, file_identity(f))).copied().unwrap_or(0);
@@ -197,6 +193,13 @@ fn file_changes(first: Option<&Backlog>, last: &Backlog) -> Vec<ReportFile> {
             }
         })
         .collect()
+}
+
+/// Every file of a backlog, with the source (its owner) that reports it.
+fn owned_files(b: &Backlog) -> impl Iterator<Item = (&str, &FileBacklog)> {
+    b.sources
+        .iter()
+        .flat_map(|s| s.files.iter().map(move |f| (s.owner.as_str(), f)))
 }
 
 /// Which file a row is, across two looks.
