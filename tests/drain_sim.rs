@@ -136,8 +136,9 @@ fn shipping_during_the_settle_period_starts_it_again() {
         f.write_all(b"\n").unwrap();
         drop(f);
         size += 100;
-        ack(size);
+        // Taken before the rename: the drain may see the new registry the moment it lands.
         last_ack = now_epoch();
+        ack(size);
     }
     let out = drain.wait_with_output().unwrap();
     let ended = now_epoch();

@@ -147,6 +147,8 @@ class StateManager:
         mx = max((e for _, e in self.ranges), default=0)
         if self.a.state_format == "offset" and mx == 0:
             return  # tailersrc.go (v1.300050.0):352 never writes offset 0
+        # The ack log records when this write began, the earliest a watcher can see it.
+        began = time.time()
         # os.WriteFile: truncate, then write (no rename, no trailing newline), mode 0644
         fd = os.open(self.file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         with os.fdopen(fd, "w") as f:
@@ -154,7 +156,7 @@ class StateManager:
         self.changed = False
         if self.a.ack_log:
             with open(self.a.ack_log, "a") as f:
-                f.write("%.6f\n" % time.time())
+                f.write("%.6f\n" % began)
 
     def delete(self, log):
         log.write("W", "logagent", "Deleting state file (%s)" % self.file)
