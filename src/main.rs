@@ -294,14 +294,9 @@ async fn run_drain(opts: DrainOptions, report_to: Option<PathBuf>) -> Result<Exi
             },
         );
         let existed = path.exists();
-        match report::append(&path, &r) {
-            Err(e) => tracing::warn!("cannot write the drain report {}: {e}", path.display()),
-            Ok(()) if outcome.ended == Ended::Interrupted => {}
-            Ok(()) => {
-                let d =
-                    report::wait_delivered(&opts.spec, &path, existed, deadline, stopped()).await;
-                report::log_delivery(&path, &d);
-            }
+        if report::write(&path, &r) && outcome.ended != Ended::Interrupted {
+            let d = report::wait_delivered(&opts.spec, &path, existed, deadline, stopped()).await;
+            report::log_delivery(&path, &d);
         }
     }
     Ok(ExitCode::from(code))

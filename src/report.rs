@@ -6,7 +6,7 @@
 //! is left of the hold) until a shipper has delivered the line itself, before it completes
 //! the lifecycle action.
 
-use crate::backlog::{Backlog, FileBacklog, State};
+use crate::backlog::{human_bytes, Backlog, FileBacklog, State};
 use crate::drain::look_all;
 use crate::shipper::{self, Spec};
 use serde::Serialize;
@@ -249,6 +249,28 @@ pub fn append(path: &Path, report: &Report) -> io::Result<()> {
         .open(path)?;
     f.write_all(report.to_line().as_bytes())?;
     f.sync_data()
+}
+
+/// Appends the line to `path` and says so in the log, with the path and the line's figures;
+/// false, and a warning naming the path, when it cannot.
+pub fn write(path: &Path, r: &Report) -> bool {
+    match append(path, r) {
+        Ok(()) => {
+            tracing::info!(
+                "drain report written to {}: {}, {} delivered, {} pending, {} lost",
+                path.display(),
+                r.outcome.as_str(),
+                human_bytes(r.shipped_bytes),
+                human_bytes(r.pending_bytes),
+                human_bytes(r.lost_bytes)
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!("cannot write the drain report {}: {e}", path.display());
+            false
+        }
+    }
 }
 
 /// How waiting for the report's own delivery ended.

@@ -316,6 +316,12 @@ fn the_sysv_script_arms_at_start_and_drains_at_stop() {
     let (code, text, took) = sysv(t.path(), "stop", &data);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("drained"), "{text}");
+    // The console names the report where the drain wrote it (the script itself names none:
+    // report_file may be set in drainhook.toml, which only the drain reads).
+    assert!(
+        text.contains(&format!("drain report written to {}", report.display())),
+        "{text}"
+    );
     let acked = acked_bytes(&data);
     assert_eq!(
         acked, written,

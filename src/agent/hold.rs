@@ -474,26 +474,7 @@ const REPORT_WAIT: Duration = Duration::from_secs(60);
 
 /// Appends the report line to the report file; false (and a warning) when it cannot.
 pub(crate) fn write_report(ctx: &Ctx, r: &Report) -> bool {
-    match report::append(&ctx.cfg.report_file, r) {
-        Ok(()) => {
-            tracing::info!(
-                "drain report written to {}: {}, {} delivered, {} pending, {} lost",
-                ctx.cfg.report_file.display(),
-                r.outcome.as_str(),
-                human_bytes(r.shipped_bytes),
-                human_bytes(r.pending_bytes),
-                human_bytes(r.lost_bytes)
-            );
-            true
-        }
-        Err(e) => {
-            tracing::warn!(
-                "cannot write the drain report {}: {e}",
-                ctx.cfg.report_file.display()
-            );
-            false
-        }
-    }
+    report::write(&ctx.cfg.report_file, r)
 }
 
 /// A drain's end, with the backlogs of its first and last look (for the drain report;
