@@ -378,7 +378,7 @@ impl Lifecycle {
     pub async fn waiting_action(
         &self,
         instance_id: &str,
-    ) -> Result<Option<LifecycleAction>, WaitingError> {
+    ) -> Result<LifecycleAction, WaitingError> {
         let Some(inst) = self
             .instance_state(instance_id)
             .await
@@ -396,13 +396,13 @@ impl Lifecycle {
             .terminating_hook(&inst.group)
             .await
             .map_err(WaitingError::Call)?;
-        Ok(Some(LifecycleAction {
+        Ok(LifecycleAction {
             instance_id: instance_id.to_string(),
             group: inst.group,
             hook,
             token: None,
             destination: None,
-        }))
+        })
     }
 }
 

@@ -196,7 +196,7 @@ impl Watcher<'_> {
         let r = &mut self.resolving;
         let definite_for = |r: &mut Resolving| now - *r.definite_since.get_or_insert(now);
         match answer {
-            Ok(Some(action)) => {
+            Ok(action) => {
                 self.resolved = true;
                 if let Some((n, d)) = r.quiet.succeeded(now) {
                     tracing::info!(
@@ -214,7 +214,6 @@ impl Watcher<'_> {
                     })
                     .await;
             }
-            Ok(None) => r.next_ask = now + TICK,
             Err(WaitingError::Call(CallError::Transient(e))) => {
                 r.definite_since = None;
                 let wait = r.delays.next().unwrap_or(RETRY_MAX);

@@ -690,7 +690,7 @@ impl Listener<'_> {
             }
         }
         match answer {
-            Ok(Some(action)) => {
+            Ok(action) => {
                 self.last_ok_check = Some(asked);
                 tracing::info!(
                     instance = %me, group = %action.group, hook = %action.hook,
@@ -704,10 +704,6 @@ impl Listener<'_> {
                         message: None,
                     })
                     .await;
-            }
-            Ok(None) => {
-                self.last_ok_check = Some(asked);
-                self.last_ok_wall = Some(asked_wall);
             }
             Err(WaitingError::NotWaiting(where_)) => {
                 self.last_ok_check = Some(asked);
