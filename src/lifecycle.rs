@@ -372,13 +372,10 @@ impl Lifecycle {
         Ok(self.instance_states(&[id.to_string()]).await?.remove(id))
     }
 
-    /// The termination action this instance waits in, if any (`Terminating:Wait`), with the
+    /// The termination action this instance waits in (`Terminating:Wait`), with the
     /// group from `DescribeAutoScalingInstances` and the hook from `DescribeLifecycleHooks`.
     /// IMDS gives neither, nor a token: the action is completed by instance id.
-    pub async fn waiting_action(
-        &self,
-        instance_id: &str,
-    ) -> Result<LifecycleAction, WaitingError> {
+    pub async fn waiting_action(&self, instance_id: &str) -> Result<LifecycleAction, WaitingError> {
         let Some(inst) = self
             .instance_state(instance_id)
             .await
