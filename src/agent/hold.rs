@@ -355,7 +355,10 @@ impl<'a> Hold<'a> {
         tracing::warn!(
             "stopping mid-drain with {pending} still pending: the action is not completed; a restarted agent resumes the hold, otherwise Auto Scaling goes on with the hook's DefaultResult at the heartbeat timeout"
         );
-        write_report(self.ctx, &self.report(run, Ending::Stopped, None));
+        report::write(
+            &self.ctx.cfg.report_file,
+            &self.report(run, Ending::Stopped, None),
+        );
         release_messages(self.ctx, self.messages).await;
     }
 
@@ -366,7 +369,10 @@ impl<'a> Hold<'a> {
             "LOST: the lifecycle action of instance {} ended before the drain finished (expired or completed elsewhere); {pending} were still unshipped and are lost with the instance",
             self.action.instance_id
         );
-        write_report(self.ctx, &self.report(run, Ending::ActionLost, None));
+        report::write(
+            &self.ctx.cfg.report_file,
+            &self.report(run, Ending::ActionLost, None),
+        );
         finish_messages(self.ctx, self.messages).await;
     }
 
@@ -381,7 +387,10 @@ impl<'a> Hold<'a> {
     ) {
         let ctx = self.ctx;
         let existed = ctx.cfg.report_file.exists();
-        if !write_report(ctx, &self.report(run, ending, Some(result))) {
+        if !report::write(
+            &ctx.cfg.report_file,
+            &self.report(run, ending, Some(result)),
+        ) {
             return;
         }
         sdnotify::status(&format!(
@@ -471,11 +480,6 @@ pub(crate) enum Stop {
 /// How long the hold waits, at most, for the drain report's own delivery (a shipper's scan,
 /// its registry flush, the output's round trip), and never past the hold's budget.
 const REPORT_WAIT: Duration = Duration::from_secs(60);
-
-/// Appends the report line to the report file; false (and a warning) when it cannot.
-pub(crate) fn write_report(ctx: &Ctx, r: &Report) -> bool {
-    report::write(&ctx.cfg.report_file, r)
-}
 
 /// A drain's end, with the backlogs of its first and last look (for the drain report;
 /// missing when the shippers' state could never be read).

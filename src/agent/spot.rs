@@ -2,10 +2,10 @@
 //! action to complete. The agent runs the pre-drain commands and drains with what is left
 //! of the two minutes, minus a margin, then says what stayed unshipped.
 
-use super::hold::{drain_for, open_sources, run_pre_drain, write_report, DrainEnd, Stop};
+use super::hold::{drain_for, open_sources, run_pre_drain, DrainEnd, Stop};
 use super::{fmt_d, Ctx, Source};
 use crate::drain;
-use crate::report::{Drained, Ending, Report};
+use crate::report::{self, Drained, Ending, Report};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
@@ -69,5 +69,5 @@ pub(crate) async fn run(ctx: Arc<Ctx>, action: String, at: Option<SystemTime>, s
         },
     );
     r.instance = Some(ctx.instance_id.clone());
-    write_report(&ctx, &r);
+    report::write(&ctx.cfg.report_file, &r);
 }
